@@ -1,0 +1,77 @@
+"""GeoMeld-FM for transformers: config, models, processors, and the modality registry.
+
+Importing this package registers the classes with the Auto API, so checkpoints load without
+`trust_remote_code` wherever `geomeld` is installed; `save_pretrained` also ships the code for
+`trust_remote_code=True` loading where it is not.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoProcessor,
+)
+
+from .configuration_geomeld import (
+    ENCODER_PRESETS,
+    PRETRAINING_PRESETS,
+    GeoMeldConfig,
+    GeoMeldDecoderConfig,
+    GeoMeldEncoderConfig,
+    GeoMeldPredictorConfig,
+)
+from .image_processing_geomeld import GeoMeldBatchFeature, GeoMeldImageProcessor
+from .modalities import MODALITIES, get_modality, reorder_bands, resolve
+from .modeling_geomeld import (
+    GeoMeldEncoder,
+    GeoMeldForPreTraining,
+    GeoMeldForPreTrainingOutput,
+    GeoMeldModel,
+    GeoMeldOutput,
+    GeoMeldPreTrainedModel,
+    contrastive_loss,
+    ema_momentum,
+    update_momentum,
+)
+from .processing_geomeld import GeoMeldProcessor
+
+__version__ = "0.1.0"
+
+# local Auto registration (installed package) ...
+AutoConfig.register("geomeld", GeoMeldConfig, exist_ok=True)
+AutoModel.register(GeoMeldConfig, GeoMeldModel, exist_ok=True)
+AutoModelForPreTraining.register(GeoMeldConfig, GeoMeldForPreTraining, exist_ok=True)
+AutoImageProcessor.register(GeoMeldConfig, slow_image_processor_class=GeoMeldImageProcessor, exist_ok=True)
+AutoProcessor.register(GeoMeldConfig, GeoMeldProcessor, exist_ok=True)
+# ... and the auto_map written by save_pretrained, for trust_remote_code loading elsewhere
+GeoMeldConfig.register_for_auto_class()
+GeoMeldModel.register_for_auto_class("AutoModel")
+GeoMeldForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+GeoMeldImageProcessor.register_for_auto_class("AutoImageProcessor")
+GeoMeldProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = [
+    "ENCODER_PRESETS",
+    "MODALITIES",
+    "PRETRAINING_PRESETS",
+    "GeoMeldBatchFeature",
+    "GeoMeldConfig",
+    "GeoMeldDecoderConfig",
+    "GeoMeldEncoder",
+    "GeoMeldEncoderConfig",
+    "GeoMeldForPreTraining",
+    "GeoMeldForPreTrainingOutput",
+    "GeoMeldImageProcessor",
+    "GeoMeldModel",
+    "GeoMeldOutput",
+    "GeoMeldPreTrainedModel",
+    "GeoMeldPredictorConfig",
+    "GeoMeldProcessor",
+    "contrastive_loss",
+    "ema_momentum",
+    "get_modality",
+    "reorder_bands",
+    "resolve",
+    "update_momentum",
+]

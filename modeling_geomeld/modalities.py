@@ -449,3 +449,22 @@ def parse_class_map(spec: str, target: Modality) -> dict[int, int]:
     if not out:
         raise ValueError("class_map is empty; expected pairs like '1:water,2:trees'")
     return out
+
+
+def validate_band_selection(field: str, modalities: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Check a ``{modality: [band names]}`` selection against the registry; empty lists mean default bands."""
+    if not modalities:
+        raise ValueError(f"{field} must name at least one modality, got {modalities!r}")
+    out: dict[str, list[str]] = {}
+    for name, bands in modalities.items():
+        if name not in MODALITIES:
+            raise ValueError(f"{field}: unknown modality {name!r}; expected one of {sorted(MODALITIES)}")
+        mod = get_modality(name)
+        bands = list(bands) if bands else list(mod.default_bands)
+        unknown = [b for b in bands if b not in mod.band_names]
+        if unknown:
+            raise ValueError(f"{field}[{name!r}]: unknown bands {unknown}; {name} has {list(mod.band_names)}")
+        if len(set(bands)) != len(bands):
+            raise ValueError(f"{field}[{name!r}]: duplicate band names in {bands}")
+        out[name] = bands
+    return out

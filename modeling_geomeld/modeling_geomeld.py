@@ -1,0 +1,844 @@
+"""GeoMeld-FM: a multimodal ConvNeXt V2 encoder pretrained with MP-MAE, JEPA and image-text contrast.
+
+Everything the forward passes need lives in this file (the transformers habit): the blocks, the
+multimodal encoder, the released `GeoMeldModel` (encoder + pooled projection + text tower), and
+`GeoMeldForPreTraining` (MP-MAE decoders, JEPA predictor with an EMA target encoder, ITC loss).
+
+Shapes use named dimensions: B batch, C channels, H x W pixels, h x w the patch grid (H / patch_size).
+
+How masked positions stay out of the convolutions (FCMAE, Woo et al. 2023, sec. 3.1): the encoder runs
+dense convolutions but keeps a `keep` map (1 = visible and valid, 0 = masked or no-data) at every
+resolution and multiplies activations by it (1) before every spatial operation, so visible outputs only
+read visible inputs, and (2) before the global response normalisation, so its spatial statistic is
+computed over visible positions only, and (3) after every block, so masked positions carry exactly zero.
+Pointwise layers do not mix positions. This is numerically what a sparse convolution computes on the
+visible set; it saves no arithmetic (dense kernels run everywhere) but needs no sparse-conv library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_geomeld import (
+    GeoMeldConfig,
+    GeoMeldDecoderConfig,
+    GeoMeldEncoderConfig,
+    GeoMeldPredictorConfig,
+)
+from .masking import random_patch_mask, upsample_mask
+from .modalities import get_modality
+
+# ---------------------------------------------------------------------------------------------------------
+# Outputs
+
+
+@dataclass
+class GeoMeldEncoderOutput(ModelOutput):
+    """Output of the multimodal encoder.
+
+    Args:
+        last_hidden_state: (B, C_last, h, w) features on the patch grid; zero where `visible` is 0.
+        pooler_output: (B, C_last) layer-normed mean of the visible features.
+        hidden_states: per stage (B, C_i, H_i, W_i), for dense heads (UNet decoders).
+        visible: (B, 1, h, w) float, 1 where the encoder saw valid, unmasked data.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    visible: torch.Tensor | None = None
+
+
+@dataclass
+class GeoMeldOutput(ModelOutput):
+    """CLIP-style output of `GeoMeldModel`.
+
+    Args:
+        loss: symmetric InfoNCE when `return_loss=True`.
+        logits_per_image: (B_img, B_txt) scaled cosine similarities.
+        logits_per_text: (B_txt, B_img), the transpose.
+        image_embeds: (B_img, P) L2-normalised projected image embeddings.
+        text_embeds: (B_txt, P) L2-normalised projected text embeddings.
+        encoder_output: the `GeoMeldEncoderOutput` of the image side.
+    """
+
+    loss: torch.Tensor | None = None
+    logits_per_image: torch.Tensor | None = None
+    logits_per_text: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    encoder_output: GeoMeldEncoderOutput | None = None
+
+
+@dataclass
+class GeoMeldForPreTrainingOutput(ModelOutput):
+    """Output of `GeoMeldForPreTraining`; every loss part is named, `None` when its objective is off.
+
+    Args:
+        loss: `mpmae_loss + jepa_weight * jepa_loss + itc_weight * itc_loss` over the parts present.
+        mpmae_loss: aggregated MP-MAE loss (uncertainty-weighted or summed).
+        jepa_loss: smooth-L1 between predicted and EMA target features at masked positions.
+        itc_loss: symmetric InfoNCE between pooled image and caption embeddings.
+        mpmae_losses: target modality -> its unweighted reconstruction loss (only targets in the batch).
+        reconstructions: target modality -> (B, C_m, H, W) predictions (continuous, in normalised units;
+            per-patch-normalised units for `norm_pix_loss_modalities`) or (B, K_m, H, W) class logits.
+        mask: (B, h, w) bool, True where patches were masked.
+        logits_per_image: (B, B) ITC logits, when ITC ran.
+    """
+
+    loss: torch.Tensor | None = None
+    mpmae_loss: torch.Tensor | None = None
+    jepa_loss: torch.Tensor | None = None
+    itc_loss: torch.Tensor | None = None
+    mpmae_losses: dict[str, torch.Tensor] | None = None
+    reconstructions: dict[str, torch.Tensor] | None = None
+    mask: torch.Tensor | None = None
+    logits_per_image: torch.Tensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Blocks
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GlobalResponseNorm(nn.Module):
+    """GRN (ConvNeXt V2, eq. 1-3) on channels-last input (B, H, W, C): `x + gamma * (x * N(G(x))) + beta`."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)  # (B, 1, 1, C)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (Huang et al. 2016); identity at inference."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep_prob).div_(keep_prob)
+
+
+class ConvNeXtV2Block(nn.Module):
+    """ConvNeXt V2 block: `x + drop_path(pw2(grn(gelu(pw1(norm(dwconv(x)))))))`, mask-aware (see module doc)."""
+
+    def __init__(self, dim: int, kernel_size: int = 7, drop_path: float = 0.0, eps: float = 1e-6):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.grn = GlobalResponseNorm(4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C, H, W), zero at masked positions on entry; keep: (B, 1, H, W) or None (dense)
+        shortcut = x
+        x = self.dwconv(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = self.act(self.pwconv1(self.norm(x)))
+        if keep is not None:
+            x = x * keep.permute(0, 2, 3, 1)  # GRN statistics over visible positions only
+        x = self.pwconv2(self.grn(x)).permute(0, 3, 1, 2)
+        x = shortcut + self.drop_path(x)
+        return x if keep is None else x * keep
+
+
+class ModalityStem(nn.Module):
+    """Patchify one modality: non-overlapping conv with stride `stem_stride`, then LayerNorm."""
+
+    def __init__(self, in_channels: int, dim: int, stride: int, eps: float):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, dim, kernel_size=stride, stride=stride)
+        self.norm = LayerNorm2d(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class Downsample(nn.Module):
+    """LayerNorm + 2x2 stride-2 conv between stages; masked positions are zeroed before the conv."""
+
+    def __init__(self, in_dim: int, out_dim: int, eps: float):
+        super().__init__()
+        self.norm = LayerNorm2d(in_dim, eps=eps)
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.norm(x)
+        if keep is None:
+            return self.conv(x), None
+        keep = F.max_pool2d(keep, 2)  # a coarse cell is visible if any of its children is
+        return self.conv(x * _fine(keep, x)) * keep, keep
+
+
+def _fine(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(keep, size=like.shape[-2:], mode="nearest")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoder
+
+
+class GeoMeldEncoder(nn.Module):
+    """Multimodal ConvNeXt V2 encoder.
+
+    One stem per configured input modality maps its bands to the first stage's width; the stems' outputs
+    plus a learned modality embedding are fused by a validity-weighted mean, so any subset of modalities
+    (and per-pixel no-data) is handled: where a modality is invalid it does not contribute, where none is
+    valid the position is treated like a masked one.
+    """
+
+    def __init__(self, config: GeoMeldEncoderConfig):
+        super().__init__()
+        self.config = config
+        depths, dims = list(config.depths or ()), list(config.dims or ())
+        modalities = dict(config.input_modalities or {})
+        self.stem_stride = config.stem_stride
+        self.patch_size = config.patch_size
+        self.stems = nn.ModuleDict(
+            {name: ModalityStem(len(bands), dims[0], self.stem_stride, config.layer_norm_eps) for name, bands in modalities.items()}
+        )
+        self.modality_embeddings = nn.ParameterDict({name: nn.Parameter(torch.zeros(dims[0])) for name in modalities})
+        rates = torch.linspace(0, config.drop_path_rate, sum(depths)).tolist()
+        self.downsamples = nn.ModuleList(
+            [nn.Identity()] + [Downsample(dims[i - 1], dims[i], config.layer_norm_eps) for i in range(1, len(dims))]
+        )
+        self.stages = nn.ModuleList()
+        start = 0
+        for depth, dim in zip(depths, dims):
+            self.stages.append(
+                nn.ModuleList(
+                    ConvNeXtV2Block(dim, config.kernel_size, rates[start + j], config.layer_norm_eps) for j in range(depth)
+                )
+            )
+            start += depth
+        self.norm = nn.LayerNorm(dims[-1], eps=config.layer_norm_eps)
+
+    # -- input checks ---------------------------------------------------------------------------------
+    def _check_inputs(self, pixel_values: dict[str, torch.Tensor]) -> tuple[list[str], tuple[int, int, int]]:
+        if not isinstance(pixel_values, dict) or not pixel_values:
+            raise TypeError(
+                "pixel_values must be a non-empty dict {modality: tensor (B, C, H, W)}, "
+                f"got {type(pixel_values).__name__}; use GeoMeldImageProcessor to build it"
+            )
+        configured = dict(self.config.input_modalities or {})
+        unknown = [k for k in pixel_values if k not in configured]
+        if unknown:
+            raise ValueError(f"input modalities {unknown} are not configured; this encoder takes {list(configured)}")
+        present = [k for k in configured if k in pixel_values]
+        shapes = {}
+        for name in present:
+            x = pixel_values[name]
+            bands = configured[name]
+            if x.ndim != 4 or x.shape[1] != len(bands):
+                raise ValueError(
+                    f"{name}: expected a tensor (B, {len(bands)}, H, W) with bands {bands}, got shape {tuple(x.shape)}"
+                )
+            shapes[name] = (x.shape[0], x.shape[2], x.shape[3])
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"all input modalities must share batch size and grid, got {shapes}")
+        b, h, w = next(iter(shapes.values()))
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"input size {h}x{w} must be divisible by patch_size {self.patch_size}")
+        return present, (b, h, w)
+
+    # -- forward --------------------------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> GeoMeldEncoderOutput:
+        """Encode a dict of modality tensors.
+
+        Args:
+            pixel_values: modality -> (B, C_m, H, W), normalised, bands in the configured order.
+            valid_mask: modality -> (B, H, W) bool, True where the pixel holds data; derived from
+                finiteness when omitted. Invalid pixels are zeroed and excluded from the fusion.
+            mask: (B, h, w) bool patch mask, True = hidden from the encoder; `None` for dense encoding.
+        """
+        present, (batch, height, width) = self._check_inputs(pixel_values)
+        grid = (height // self.patch_size, width // self.patch_size)
+        if mask is not None and tuple(mask.shape) != (batch, *grid):
+            raise ValueError(f"mask must have shape {(batch, *grid)} (batch, patch rows, patch cols), got {tuple(mask.shape)}")
+        pixel_keep = None if mask is None else 1.0 - upsample_mask(mask, (height, width))  # (B, 1, H, W)
+
+        fused: torch.Tensor | None = None
+        weight: torch.Tensor | None = None
+        all_valid = True
+        for name in present:
+            x = pixel_values[name]
+            valid = valid_mask.get(name) if valid_mask else None
+            if valid is None:
+                valid = torch.isfinite(x).all(dim=1)
+            elif tuple(valid.shape) != (batch, height, width):
+                raise ValueError(f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}")
+            x = torch.where(valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device))
+            if pixel_keep is not None:
+                x = x * pixel_keep
+            w = F.avg_pool2d(valid[:, None].to(x.dtype), self.stem_stride)  # (B, 1, H0, W0) valid fraction
+            all_valid = all_valid and bool(valid.all())
+            feat = self.stems[name](x) + self.modality_embeddings[name].view(1, -1, 1, 1)
+            fused = w * feat if fused is None else fused + w * feat
+            weight = w if weight is None else weight + w
+        if fused is None or weight is None:  # _check_inputs guarantees one modality; keeps mypy honest
+            raise ValueError("no input modality present")
+        x = fused if len(present) == 1 and all_valid else fused / weight.clamp_min(1e-6)
+
+        keep: torch.Tensor | None = None
+        if mask is not None or not all_valid:
+            keep = (weight > 0).to(x.dtype)
+            if mask is not None:
+                keep = keep * (1.0 - upsample_mask(mask, tuple(keep.shape[-2:])))  # type: ignore[arg-type]
+            x = x * keep
+
+        hidden_states = []
+        for downsample, blocks in zip(self.downsamples, self.stages):
+            if isinstance(downsample, Downsample):
+                x, keep = downsample(x, keep)
+            for block in blocks:
+                x = block(x, keep)
+            hidden_states.append(x)
+
+        visible = keep if keep is not None else x.new_ones(batch, 1, *x.shape[-2:])
+        pooled = (x * visible).sum(dim=(2, 3)) / visible.sum(dim=(2, 3)).clamp_min(1.0)
+        return GeoMeldEncoderOutput(
+            last_hidden_state=x,
+            pooler_output=self.norm(pooled),
+            hidden_states=tuple(hidden_states),
+            visible=visible,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pretrained base and the released model
+
+
+class GeoMeldPreTrainedModel(PreTrainedModel):
+    config_class = GeoMeldConfig
+    base_model_prefix = "geomeld"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _no_split_modules = {"ConvNeXtV2Block"}
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """Save weights (safetensors) and config; the config's `auto_map` always names the released
+        `GeoMeldModel` for `AutoModel`, so a pretraining checkpoint loads as the release with remote code."""
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault("AutoModel", "modeling_geomeld.GeoMeldModel")
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.encoder_config.initializer_range
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, GlobalResponseNorm):
+            init.zeros_(module.gamma)
+            init.zeros_(module.beta)
+        elif isinstance(module, GeoMeldEncoder):
+            for p in module.modality_embeddings.values():
+                init.trunc_normal_(p, std=std)
+        elif isinstance(module, (GeoMeldMPMAEDecoder, GeoMeldJEPAPredictor)):
+            init.trunc_normal_(module.mask_token, std=std)
+        elif isinstance(module, GeoMeldModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init)
+        elif isinstance(module, GeoMeldForPreTraining) and module.loss_log_vars is not None:
+            for p in module.loss_log_vars.values():
+                init.zeros_(p)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of token states over real tokens (sentence-transformers pooling of all-MiniLM-L6-v2)."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    m = attention_mask[..., None].to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)
+
+
+def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of CLIP (Radford et al. 2021): pair i of the batch is the positive of row/column i."""
+    logits = logit_scale.exp().clamp(max=100.0) * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+class GeoMeldModel(GeoMeldPreTrainedModel):
+    """The released GeoMeld-FM: multimodal encoder, pooled image projection, text tower and projection.
+
+    No decoders, predictor or EMA copy live here: this is what users load, embed with and adapt with PEFT.
+    """
+
+    # pretraining-only weights of a GeoMeldForPreTraining checkpoint, dropped when loading this class
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)decoder\.", r"(^|\.)predictor\.", r"(^|\.)ema_encoder\.", r"(^|\.)loss_log_vars\."]
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__(config)
+        enc_cfg: GeoMeldEncoderConfig = config.encoder_config  # type: ignore[assignment]
+        self.encoder = GeoMeldEncoder(enc_cfg)
+        self.visual_projection = nn.Linear(enc_cfg.hidden_size, config.projection_dim, bias=False)
+        self.text_model = AutoModel.from_config(config.text_config)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)  # type: ignore[union-attr]
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        if config.freeze_text_tower:
+            self.text_model.requires_grad_(False)
+        self.post_init()
+
+    def get_image_features(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Projected image embeddings (B, P) (not normalised, as in CLIP)."""
+        return self.visual_projection(self.encoder(pixel_values, valid_mask, mask).pooler_output)
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Projected text embeddings (B, P) from token ids, or from precomputed pooled tower outputs
+        `text_features` (B, text hidden) that skip the tower (e.g. cached caption embeddings)."""
+        if text_features is None:
+            if input_ids is None:
+                raise ValueError("get_text_features needs input_ids (tokenized captions) or text_features")
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_tower):
+                kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+                if token_type_ids is not None:
+                    kwargs["token_type_ids"] = token_type_ids
+                hidden = self.text_model(**kwargs).last_hidden_state  # (B, T, D)
+            text_features = mean_pool(hidden, attention_mask)
+        return self.text_projection(text_features)
+
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        text_features: torch.Tensor | None = None,
+        return_loss: bool = False,
+        **kwargs: Any,
+    ) -> GeoMeldOutput:
+        encoder_output = self.encoder(pixel_values, valid_mask)
+        image_embeds = F.normalize(self.visual_projection(encoder_output.pooler_output), dim=-1)
+        text_embeds = F.normalize(self.get_text_features(input_ids, attention_mask, token_type_ids, text_features), dim=-1)
+        logits_per_image = self.logit_scale.exp().clamp(max=100.0) * image_embeds @ text_embeds.T
+        loss = contrastive_loss(image_embeds, text_embeds, self.logit_scale) if return_loss else None
+        return GeoMeldOutput(
+            loss=loss,
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_image.T,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            encoder_output=encoder_output,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pretraining heads
+
+
+def _target_channels(name: str, bands: list[str]) -> int:
+    mod = get_modality(name)
+    return mod.num_classes if mod.is_categorical else len(bands)
+
+
+class GeoMeldMPMAEDecoder(nn.Module):
+    """MP-MAE decoders: 1x1 projection to the decoder width, mask tokens at masked patches, ConvNeXt V2 blocks
+    (shared across targets by default, as in MMEarth), and one 1x1 head per target predicting every pixel of
+    each patch (`patch_size**2 * C_m` channels, unfolded with pixel shuffle)."""
+
+    def __init__(self, config: GeoMeldDecoderConfig, encoder_dim: int, patch_size: int):
+        super().__init__()
+        self.config = config
+        self.patch_size = patch_size
+        targets = dict(config.target_modalities or {})
+        width = config.hidden_size
+        self.embed = nn.Conv2d(encoder_dim, width, kernel_size=1)
+        self.mask_token = nn.Parameter(torch.zeros(1, width, 1, 1))
+
+        def blocks() -> nn.ModuleList:
+            return nn.ModuleList(ConvNeXtV2Block(width, config.kernel_size) for _ in range(config.depth))
+
+        self.shared_blocks = blocks() if config.share_blocks else None
+        self.blocks = None if config.share_blocks else nn.ModuleDict({name: blocks() for name in targets})
+        self.heads = nn.ModuleDict(
+            {name: nn.Conv2d(width, _target_channels(name, bands) * patch_size**2, kernel_size=1) for name, bands in targets.items()}
+        )
+
+    def forward(self, latent: torch.Tensor, mask: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+        # latent: (B, C_enc, h, w); mask: (B, h, w) -> {name: (B, C_m, h*p, w*p)}
+        x = self.embed(latent)
+        m = mask[:, None].to(x.dtype)
+        x = x * (1.0 - m) + self.mask_token * m
+        shared = None
+        if self.shared_blocks is not None:
+            shared = x
+            for block in self.shared_blocks:
+                shared = block(shared)
+        out = {}
+        for name in names:
+            y = shared
+            if y is None:
+                y = x
+                for block in self.blocks[name]:  # type: ignore[index]
+                    y = block(y)
+            out[name] = F.pixel_shuffle(self.heads[name](y), self.patch_size)
+        return out
+
+
+class GeoMeldJEPAPredictor(nn.Module):
+    """Narrow convolutional JEPA predictor: context features in, mask tokens at the masked patches, predicted
+    encoder features out (I-JEPA's predictor, Assran et al. 2023, on a conv feature grid)."""
+
+    def __init__(self, config: GeoMeldPredictorConfig, encoder_dim: int):
+        super().__init__()
+        width = config.hidden_size
+        self.embed = nn.Conv2d(encoder_dim, width, kernel_size=1)
+        self.mask_token = nn.Parameter(torch.zeros(1, width, 1, 1))
+        self.blocks = nn.ModuleList(ConvNeXtV2Block(width, config.kernel_size) for _ in range(config.depth))
+        self.norm = LayerNorm2d(width, eps=1e-6)
+        self.proj = nn.Conv2d(width, encoder_dim, kernel_size=1)
+
+    def forward(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # context: (B, C_enc, h, w) zero at masked patches; mask: (B, h, w) -> (B, C_enc, h, w)
+        x = self.embed(context)
+        m = mask[:, None].to(x.dtype)
+        x = x * (1.0 - m) + self.mask_token * m
+        for block in self.blocks:
+            x = block(x)
+        return self.proj(self.norm(x))
+
+
+@torch.no_grad()
+def update_momentum(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """EMA step `target = momentum * target + (1 - momentum) * online`, parameters and buffers."""
+    t_params = [p for p in target.parameters()]
+    o_params = [p.detach() for p in online.parameters()]
+    if len(t_params) != len(o_params):
+        raise ValueError("online and target modules must have the same parameters")
+    torch._foreach_mul_(t_params, momentum)
+    torch._foreach_add_(t_params, o_params, alpha=1.0 - momentum)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
+
+
+def ema_momentum(step: int, total_steps: int, start: float = 0.996, end: float = 1.0) -> float:
+    """I-JEPA's schedule: momentum rises linearly from `start` to `end` over training."""
+    if total_steps <= 0:
+        return end
+    return start + (end - start) * min(max(step, 0), total_steps) / total_steps
+
+
+def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, h, w, C, p*p)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h // p, w // p, c, p * p)
+
+
+def masked_mse_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor, patch_size: int, norm_pix: bool
+) -> torch.Tensor | None:
+    """MSE over masked patches and valid pixels; targets optionally normalised per patch and channel
+    (over the patch's valid pixels). Returns `None` when no masked pixel is valid."""
+    pred_p, target_p = _patchify(pred, patch_size), _patchify(target, patch_size)  # (B, h, w, C, p*p)
+    v = _patchify(valid[:, None].to(pred.dtype), patch_size)  # (B, h, w, 1, p*p)
+    if norm_pix:
+        n = v.sum(-1, keepdim=True)
+        mean = (target_p * v).sum(-1, keepdim=True) / n.clamp_min(1.0)
+        var = ((target_p - mean) ** 2 * v).sum(-1, keepdim=True) / (n - 1).clamp_min(1.0)
+        target_p = (target_p - mean) / (var + 1e-6).sqrt()
+    err = ((pred_p - target_p) ** 2).mean(dim=3, keepdim=True)  # (B, h, w, 1, p*p)
+    weight = v * mask[..., None, None].to(pred.dtype)
+    total = weight.sum()
+    if total <= 0:
+        return None
+    return (err * weight).sum() / total
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask_px: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy over masked pixels whose class is known (`target != -1`)."""
+    ce = F.cross_entropy(logits, target.clamp_min(0), reduction="none")  # (B, H, W)
+    weight = mask_px * (target >= 0).to(logits.dtype)
+    total = weight.sum()
+    if total <= 0:
+        return None
+    return (ce * weight).sum() / total
+
+
+class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
+    """GeoMeld-FM with its three pretraining objectives (each switchable in the config):
+
+    * MP-MAE: reconstruct every target modality from the latent of the masked input;
+    * JEPA: predict, at the masked patches, the layer-normed features an EMA encoder computes from the
+      complement view (smooth-L1);
+    * ITC: symmetric InfoNCE between the pooled embedding of the masked view (as in FLIP, Li et al. 2023,
+      which trains CLIP on masked images) and the caption embedding.
+    """
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__(config)
+        enc_cfg: GeoMeldEncoderConfig = config.encoder_config  # type: ignore[assignment]
+        self.geomeld = GeoMeldModel(config)
+        self.decoder = (
+            GeoMeldMPMAEDecoder(config.decoder_config, enc_cfg.hidden_size, enc_cfg.patch_size)  # type: ignore[arg-type]
+            if config.use_mpmae
+            else None
+        )
+        dec_cfg: GeoMeldDecoderConfig = config.decoder_config  # type: ignore[assignment]
+        self.loss_log_vars = (
+            nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in dec_cfg.target_modalities or {}})
+            if config.use_mpmae and dec_cfg.loss_aggregation == "uncertainty"
+            else None
+        )
+        self.predictor = GeoMeldJEPAPredictor(config.predictor_config, enc_cfg.hidden_size) if config.use_jepa else None  # type: ignore[arg-type]
+        self.ema_encoder = GeoMeldEncoder(enc_cfg) if config.use_jepa else None
+        self.post_init()
+        self.reset_ema()
+
+    # -- EMA --------------------------------------------------------------------------------------------
+    def reset_ema(self) -> None:
+        """Copy the online encoder into the EMA target (frozen: it never receives gradients)."""
+        if self.ema_encoder is None:
+            return
+        self.ema_encoder.load_state_dict(self.geomeld.encoder.state_dict())
+        self.ema_encoder.requires_grad_(False)
+        self.ema_encoder.eval()
+
+    def update_ema(self, momentum: float) -> None:
+        """One EMA step of the JEPA target encoder; call after each optimiser step."""
+        if self.ema_encoder is not None:
+            update_momentum(self.geomeld.encoder, self.ema_encoder, momentum)
+
+    def ema_momentum_at(self, step: int, total_steps: int) -> float:
+        """The configured EMA momentum for `step` of `total_steps` (for the trainer's callback)."""
+        return ema_momentum(step, total_steps, self.config.ema_momentum_start, self.config.ema_momentum_end)
+
+    def train(self, mode: bool = True) -> GeoMeldForPreTraining:
+        super().train(mode)
+        if self.ema_encoder is not None:
+            self.ema_encoder.eval()  # the target never uses drop path
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """As `PreTrainedModel.from_pretrained`; an EMA encoder absent from the checkpoint (a released
+        `GeoMeldModel`) starts as a copy of the loaded encoder instead of random weights."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if any(k.startswith("ema_encoder.") for k in info.get("missing_keys", [])):
+            model.reset_ema()
+        return (model, info) if want_info else model
+
+    # -- forward ------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        targets: dict[str, torch.Tensor] | None = None,
+        target_valid: dict[str, torch.Tensor] | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> GeoMeldForPreTrainingOutput:
+        """One pretraining forward pass.
+
+        Args:
+            pixel_values / valid_mask: the encoder's inputs (see `GeoMeldEncoder.forward`).
+            targets: modality -> continuous (B, C_m, H, W) normalised values (NaN = no data) or categorical
+                (B, H, W) class indices (-1 = no data). A configured target absent here contributes nothing;
+                an S2 target defaults to the S2 input itself (plain MAE).
+            target_valid: optional modality -> (B, H, W) bool, overriding the validity derived from targets.
+            input_ids / attention_mask / token_type_ids or text_features: the captions, for ITC.
+            mask / noise / generator: the patch mask (B, h, w), or the randomness to sample it.
+        """
+        cfg = self.config
+        enc_cfg: GeoMeldEncoderConfig = cfg.encoder_config  # type: ignore[assignment]
+        encoder = self.geomeld.encoder
+        _, (batch, height, width) = encoder._check_inputs(pixel_values)
+        grid = (height // enc_cfg.patch_size, width // enc_cfg.patch_size)
+        if mask is None:
+            mask = random_patch_mask(
+                batch, grid, enc_cfg.mask_ratio, noise=noise, generator=generator, device=next(iter(pixel_values.values())).device
+            )
+        mask = mask.bool()
+        enc = encoder(pixel_values, valid_mask, mask)
+        latent = enc.last_hidden_state
+        if latent is None:
+            raise RuntimeError("encoder returned no features")
+
+        mpmae_loss = jepa_loss = itc_loss = None
+        per_target: dict[str, torch.Tensor] | None = None
+        recon: dict[str, torch.Tensor] | None = None
+        logits_per_image = None
+
+        if self.decoder is not None:
+            resolved = self._resolve_targets(pixel_values, valid_mask, targets, target_valid, (batch, height, width))
+            recon = self.decoder(latent, mask, list(resolved))
+            per_target = self._mpmae_losses(recon, resolved, mask)
+            mpmae_loss = self._aggregate(per_target)
+
+        if self.predictor is not None and self.ema_encoder is not None:
+            prediction = self.predictor(latent, mask)  # (B, C, h, w)
+            with torch.no_grad():
+                target_out = self.ema_encoder(pixel_values, valid_mask, ~mask)
+                target = F.layer_norm(target_out.last_hidden_state.permute(0, 2, 3, 1), (latent.shape[1],))
+            weight = (mask & (target_out.visible[:, 0] > 0)).to(latent.dtype)  # (B, h, w)
+            if weight.sum() > 0:
+                err = F.smooth_l1_loss(prediction.permute(0, 2, 3, 1), target, reduction="none").mean(-1)
+                jepa_loss = (err * weight).sum() / weight.sum()
+
+        if cfg.use_itc and (input_ids is not None or text_features is not None):
+            image_embeds = self.geomeld.visual_projection(enc.pooler_output)
+            text_embeds = self.geomeld.get_text_features(input_ids, attention_mask, token_type_ids, text_features)
+            itc_loss = contrastive_loss(image_embeds, text_embeds, self.geomeld.logit_scale)
+            with torch.no_grad():
+                logits_per_image = self.geomeld.logit_scale.exp() * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+
+        parts = [
+            (mpmae_loss, 1.0),
+            (jepa_loss, cfg.jepa_weight),
+            (itc_loss, cfg.itc_weight),
+        ]
+        present = [w * part for part, w in parts if part is not None]
+        loss = torch.stack(present).sum() if present else None
+        return GeoMeldForPreTrainingOutput(
+            loss=loss,
+            mpmae_loss=mpmae_loss,
+            jepa_loss=jepa_loss,
+            itc_loss=itc_loss,
+            mpmae_losses=per_target,
+            reconstructions=recon,
+            mask=mask,
+            logits_per_image=logits_per_image,
+        )
+
+    # -- MP-MAE helpers -------------------------------------------------------------------------------------
+    def _resolve_targets(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None,
+        targets: dict[str, torch.Tensor] | None,
+        target_valid: dict[str, torch.Tensor] | None,
+        shape: tuple[int, int, int],
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """-> modality -> (target, valid (B, H, W) bool), for the configured targets present in the batch."""
+        dec_cfg: GeoMeldDecoderConfig = self.config.decoder_config  # type: ignore[assignment]
+        configured = dict(dec_cfg.target_modalities or {})
+        targets = dict(targets or {})
+        unknown = [k for k in targets if k not in configured]
+        if unknown:
+            raise ValueError(f"targets {unknown} are not configured; the decoders reconstruct {list(configured)}")
+        input_bands = dict(self.config.encoder_config.input_modalities or {})
+        for name, bands in configured.items():  # MAE of an input: reconstruct it when no separate target is given
+            if name not in targets and name in pixel_values and input_bands.get(name) == bands:
+                targets[name] = pixel_values[name]
+                if valid_mask and name in valid_mask:
+                    target_valid = {**(target_valid or {}), name: valid_mask[name]}
+        batch, height, width = shape
+        resolved = {}
+        for name in configured:
+            if name not in targets:
+                continue
+            t = targets[name]
+            mod = get_modality(name)
+            if mod.is_categorical:
+                if tuple(t.shape) != (batch, height, width):
+                    raise ValueError(f"categorical target {name!r} must be (B, H, W) = {(batch, height, width)} class indices, got {tuple(t.shape)}")
+                t = t.long()
+                if t.numel() and int(t.max()) >= mod.num_classes:
+                    raise ValueError(f"target {name!r} has class index {int(t.max())}; expected -1..{mod.num_classes - 1} (map codes with the processor)")
+                valid = t >= 0
+            else:
+                n = len(configured[name])
+                if tuple(t.shape) != (batch, n, height, width):
+                    raise ValueError(f"target {name!r} must be (B, C, H, W) = {(batch, n, height, width)} for bands {configured[name]}, got {tuple(t.shape)}")
+                valid = torch.isfinite(t).all(dim=1)
+                t = torch.nan_to_num(t)
+            if target_valid and name in target_valid:
+                valid = valid & target_valid[name].bool()
+            resolved[name] = (t, valid)
+        return resolved
+
+    def _mpmae_losses(
+        self, recon: dict[str, torch.Tensor], resolved: dict[str, tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        dec_cfg: GeoMeldDecoderConfig = self.config.decoder_config  # type: ignore[assignment]
+        p = self.config.encoder_config.patch_size
+        norm_pix = set(dec_cfg.norm_pix_loss_modalities or [])
+        losses: dict[str, torch.Tensor] = {}
+        for name, (target, valid) in resolved.items():
+            if get_modality(name).is_categorical:
+                mask_px = upsample_mask(mask, tuple(target.shape[-2:]))[:, 0]  # type: ignore[arg-type]
+                loss = masked_cross_entropy(recon[name], target, mask_px)
+            else:
+                loss = masked_mse_loss(recon[name], target, valid, mask, p, name in norm_pix)
+            if loss is not None:
+                losses[name] = loss
+        return losses
+
+    def _aggregate(self, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        if not losses:
+            return None
+        if self.loss_log_vars is None:
+            return torch.stack(list(losses.values())).sum()
+        # uncertainty weighting (Kendall et al. 2018): sum_i exp(-s_i) L_i + s_i
+        terms = [torch.exp(-self.loss_log_vars[n]) * loss + self.loss_log_vars[n] for n, loss in losses.items()]
+        return torch.stack(terms).sum()
+
+
+__all__ = [
+    "GeoMeldEncoder",
+    "GeoMeldEncoderOutput",
+    "GeoMeldForPreTraining",
+    "GeoMeldForPreTrainingOutput",
+    "GeoMeldModel",
+    "GeoMeldOutput",
+    "GeoMeldPreTrainedModel",
+    "contrastive_loss",
+    "ema_momentum",
+    "update_momentum",
+]
