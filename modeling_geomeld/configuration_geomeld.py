@@ -84,12 +84,16 @@ class GeoMeldEncoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.size not in ENCODER_PRESETS:
-            raise ValueError(f"encoder size {self.size!r} is unknown; expected one of {list(ENCODER_PRESETS)}")
+            raise ValueError(
+                f"encoder size {self.size!r} is unknown; expected one of {list(ENCODER_PRESETS)}"
+            )
         depths, dims = ENCODER_PRESETS[self.size]
         self.depths = list(self.depths if self.depths is not None else depths)
         self.dims = list(self.dims if self.dims is not None else dims)
         if len(self.depths) != len(self.dims) or not self.depths:
-            raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
+            raise ValueError(
+                f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length"
+            )
         if any(d < 1 for d in self.depths) or any(c < 1 for c in self.dims):
             raise ValueError(f"depths and dims must be positive, got {self.depths} / {self.dims}")
         self.input_modalities = validate_band_selection(
@@ -97,7 +101,9 @@ class GeoMeldEncoderConfig(PreTrainedConfig):
         )
         for name in self.input_modalities:
             if get_modality(name).is_categorical:
-                raise ValueError(f"input modality {name!r} is categorical; the encoder takes continuous layers")
+                raise ValueError(
+                    f"input modality {name!r} is categorical; the encoder takes continuous layers"
+                )
         downsampling = 2 ** (len(self.depths) - 1)
         if self.patch_size % downsampling:
             raise ValueError(
@@ -105,7 +111,9 @@ class GeoMeldEncoderConfig(PreTrainedConfig):
                 f"{downsampling} (2**(stages-1)); e.g. 16 or 8 for four stages"
             )
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} must be divisible by patch_size {self.patch_size}")
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by patch_size {self.patch_size}"
+            )
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in [0, 1), got {self.mask_ratio}")
         if not 0.0 <= self.drop_path_rate < 1.0:
@@ -153,20 +161,31 @@ class GeoMeldDecoderConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.target_modalities = validate_band_selection(
-            "target_modalities", dict(self.target_modalities or {k: list(v) for k, v in DEFAULT_TARGETS.items()})
+            "target_modalities",
+            dict(self.target_modalities or {k: list(v) for k, v in DEFAULT_TARGETS.items()}),
         )
         for name, bands in self.target_modalities.items():
             if get_modality(name).is_categorical and len(bands) != 1:
                 raise ValueError(f"categorical target {name!r} must have exactly one band, got {bands}")
         if self.norm_pix_loss_modalities is None:
             self.norm_pix_loss_modalities = ["sentinel2"] if "sentinel2" in self.target_modalities else []
-        bad = [m for m in self.norm_pix_loss_modalities if m not in self.target_modalities or get_modality(m).is_categorical]
+        bad = [
+            m
+            for m in self.norm_pix_loss_modalities
+            if m not in self.target_modalities or get_modality(m).is_categorical
+        ]
         if bad:
-            raise ValueError(f"norm_pix_loss_modalities {bad} must be continuous targets among {list(self.target_modalities)}")
+            raise ValueError(
+                f"norm_pix_loss_modalities {bad} must be continuous targets among {list(self.target_modalities)}"
+            )
         if self.loss_aggregation not in ("uncertainty", "sum"):
-            raise ValueError(f"loss_aggregation must be 'uncertainty' or 'sum', got {self.loss_aggregation!r}")
+            raise ValueError(
+                f"loss_aggregation must be 'uncertainty' or 'sum', got {self.loss_aggregation!r}"
+            )
         if self.hidden_size < 1 or self.depth < 0:
-            raise ValueError(f"decoder hidden_size must be >= 1 and depth >= 0, got {self.hidden_size}, {self.depth}")
+            raise ValueError(
+                f"decoder hidden_size must be >= 1 and depth >= 0, got {self.hidden_size}, {self.depth}"
+            )
         super().__post_init__(**kwargs)
 
 
@@ -188,7 +207,9 @@ class GeoMeldPredictorConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.hidden_size < 1 or self.depth < 1:
-            raise ValueError(f"predictor hidden_size and depth must be >= 1, got {self.hidden_size}, {self.depth}")
+            raise ValueError(
+                f"predictor hidden_size and depth must be >= 1, got {self.hidden_size}, {self.depth}"
+            )
         super().__post_init__(**kwargs)
 
 
@@ -213,7 +234,9 @@ class GeoMeldConfig(PreTrainedConfig):
         "encoder_config": GeoMeldEncoderConfig,
         "decoder_config": GeoMeldDecoderConfig,
         "predictor_config": GeoMeldPredictorConfig,
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", init_kwargs=dict(MINILM_L6_GEOMETRY)),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="bert", init_kwargs=dict(MINILM_L6_GEOMETRY)
+        ),
     }
 
     encoder_config: dict | PreTrainedConfig | None = None
@@ -243,7 +266,9 @@ class GeoMeldConfig(PreTrainedConfig):
         if self.jepa_weight < 0 or self.itc_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got jepa={self.jepa_weight}, itc={self.itc_weight}")
         if not hasattr(self.text_config, "hidden_size"):
-            raise ValueError(f"text_config must describe a text encoder with hidden_size, got {type(self.text_config)}")
+            raise ValueError(
+                f"text_config must describe a text encoder with hidden_size, got {type(self.text_config)}"
+            )
 
     # typed views of the sub-configs (they are always configs after __post_init__)
     @property
@@ -263,7 +288,9 @@ class GeoMeldConfig(PreTrainedConfig):
         """A config from a named pretraining preset (`PRETRAINING_PRESETS`), with keyword overrides."""
         if name not in PRETRAINING_PRESETS:
             raise ValueError(f"unknown preset {name!r}; expected one of {list(PRETRAINING_PRESETS)}")
-        kwargs: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRETRAINING_PRESETS[name].items()}
+        kwargs: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in PRETRAINING_PRESETS[name].items()
+        }
         for key, value in overrides.items():
             if key in kwargs and isinstance(kwargs[key], dict) and isinstance(value, dict):
                 kwargs[key] = {**kwargs[key], **value}
@@ -290,11 +317,21 @@ PRETRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "multimodal": {
         "encoder_config": {
             **_ATTO_112,
-            "input_modalities": {"sentinel2": list(SENTINEL2_BANDS), "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"]},
+            "input_modalities": {
+                "sentinel2": list(SENTINEL2_BANDS),
+                "sentinel1": ["VV", "VH"],
+                "dem": ["elevation", "slope"],
+            },
         }
     },
     "tiny": {
-        "encoder_config": {"size": "atto", "depths": [1, 1, 2, 1], "dims": [16, 32, 48, 64], "image_size": 64, "patch_size": 16},
+        "encoder_config": {
+            "size": "atto",
+            "depths": [1, 1, 2, 1],
+            "dims": [16, 32, 48, 64],
+            "image_size": 64,
+            "patch_size": 16,
+        },
         "decoder_config": {"hidden_size": 64},
         "predictor_config": {"hidden_size": 32, "depth": 1},
         "projection_dim": 64,

@@ -25,7 +25,11 @@ class GeoMeldBatchFeature(BatchFeature):
     def to(self, *args: Any, **kwargs: Any) -> GeoMeldBatchFeature:  # type: ignore[override]
         def move(v: Any) -> Any:
             if isinstance(v, torch.Tensor):
-                return v.to(*args, **kwargs) if v.is_floating_point() or not kwargs.get("dtype") else v.to(v.device)
+                return (
+                    v.to(*args, **kwargs)
+                    if v.is_floating_point() or not kwargs.get("dtype")
+                    else v.to(v.device)
+                )
             if isinstance(v, dict):
                 return {k: move(x) for k, x in v.items()}
             return v
@@ -78,8 +82,12 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.input_modalities = validate_band_selection("input_modalities", dict(input_modalities or {"sentinel2": []}))
-        self.target_modalities = validate_band_selection("target_modalities", dict(target_modalities)) if target_modalities else {}
+        self.input_modalities = validate_band_selection(
+            "input_modalities", dict(input_modalities or {"sentinel2": []})
+        )
+        self.target_modalities = (
+            validate_band_selection("target_modalities", dict(target_modalities)) if target_modalities else {}
+        )
         if s2_product not in ("l2a", "l1c"):
             raise ValueError(f"s2_product must be 'l2a' or 'l1c', got {s2_product!r}")
         if crop_mode not in ("center", "random"):
@@ -87,7 +95,9 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         if crop_size is not None and crop_size % patch_size:
             raise ValueError(f"crop_size {crop_size} must be divisible by patch_size {patch_size}")
         self.s2_product = s2_product
-        self.stats = {k: {b: [float(v[0]), float(v[1])] for b, v in table.items()} for k, table in (stats or {}).items()}
+        self.stats = {
+            k: {b: [float(v[0]), float(v[1])] for b, v in table.items()} for k, table in (stats or {}).items()
+        }
         self.crop_size = crop_size
         self.crop_mode = crop_mode
         self.patch_size = patch_size
@@ -112,18 +122,24 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             variant = self.s2_product
         return mod, variant
 
-    def _mean_std(self, key: str, mod: Modality, variant: str, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _mean_std(
+        self, key: str, mod: Modality, variant: str, bands: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         mean, std = mod.band_stats(bands, variant)
         override = self.stats.get(f"{mod.name}_{variant}") or self.stats.get(mod.name) or {}
         for i, b in enumerate(bands):
             if b in override:
                 mean[i], std[i] = override[b]
         if np.any(std <= 0):
-            raise ValueError(f"{key}: standard deviations must be positive, got {dict(zip(bands, std.tolist()))}")
+            raise ValueError(
+                f"{key}: standard deviations must be positive, got {dict(zip(bands, std.tolist(), strict=True))}"
+            )
         return mean, std
 
     @staticmethod
-    def _select_bands(key: str, array: np.ndarray, mod: Modality, wanted: Sequence[str], given: Sequence[str] | None) -> np.ndarray:
+    def _select_bands(
+        key: str, array: np.ndarray, mod: Modality, wanted: Sequence[str], given: Sequence[str] | None
+    ) -> np.ndarray:
         if given is None:
             if array.shape[1] == len(wanted):
                 return array
@@ -140,7 +156,9 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         size = self.crop_size
         if size is None:
             if height % self.patch_size or width % self.patch_size:
-                raise ValueError(f"input size {height}x{width} must be divisible by patch_size {self.patch_size} (or set crop_size)")
+                raise ValueError(
+                    f"input size {height}x{width} must be divisible by patch_size {self.patch_size} (or set crop_size)"
+                )
             return 0, 0, height, width
         if height < size or width < size:
             raise ValueError(f"input size {height}x{width} is smaller than crop_size {size}")
@@ -167,7 +185,9 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         with -1 at no-data}.
         """
         if not isinstance(images, Mapping) or not images:
-            raise ValueError("images must be a non-empty dict {modality: array}, e.g. {'sentinel2_l2a': array (12, H, W)}")
+            raise ValueError(
+                "images must be a non-empty dict {modality: array}, e.g. {'sentinel2_l2a': array (12, H, W)}"
+            )
         band_names = dict(band_names or {})
         rng = np.random.default_rng(seed)
         pixel_values: dict[str, torch.Tensor] = {}
@@ -182,14 +202,18 @@ class GeoMeldImageProcessor(BaseImageProcessor):
                 batch_shape = (b, h, w)
                 window = self._crop_window(h, w, rng)
             elif (b, h, w) != batch_shape:
-                raise ValueError(f"all layers must share batch size and grid, got {(b, h, w)} and {batch_shape}")
+                raise ValueError(
+                    f"all layers must share batch size and grid, got {(b, h, w)} and {batch_shape}"
+                )
             y, x, sh, sw = window  # type: ignore[misc]
             return a[..., y : y + sh, x : x + sw]
 
         for key, raw in images.items():
             mod, variant = self._resolve(key)
             if mod.name not in self.input_modalities:
-                raise ValueError(f"input {key!r} is not an input modality of this model; expected {list(self.input_modalities)}")
+                raise ValueError(
+                    f"input {key!r} is not an input modality of this model; expected {list(self.input_modalities)}"
+                )
             wanted = self.input_modalities[mod.name]
             array = self._select_bands(key, _as_batch(key, raw), mod, wanted, band_names.get(key))
             array = crop(array).astype(np.float32)
@@ -209,12 +233,16 @@ class GeoMeldImageProcessor(BaseImageProcessor):
 
     __call__ = preprocess  # type: ignore[assignment]
 
-    def _targets(self, targets: Mapping[str, Any], names: dict[str, Sequence[str]], crop: Any) -> dict[str, torch.Tensor]:
+    def _targets(
+        self, targets: Mapping[str, Any], names: dict[str, Sequence[str]], crop: Any
+    ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for key, raw in targets.items():
             mod, variant = self._resolve(key)
             if mod.name not in self.target_modalities:
-                raise ValueError(f"target {key!r} is not a target modality of this model; expected {list(self.target_modalities)}")
+                raise ValueError(
+                    f"target {key!r} is not a target modality of this model; expected {list(self.target_modalities)}"
+                )
             wanted = self.target_modalities[mod.name]
             array = crop(self._select_bands(key, _as_batch(key, raw), mod, wanted, names.get(key)))
             if mod.is_categorical:
@@ -224,5 +252,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             if mod.nodata is not None:
                 array = np.where(array == mod.nodata, np.nan, array)
             mean, std = self._mean_std(key, mod, variant, wanted)
-            out[mod.name] = torch.from_numpy(((array - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32))
+            out[mod.name] = torch.from_numpy(
+                ((array - mean[None, :, None, None]) / std[None, :, None, None]).astype(np.float32)
+            )
         return out

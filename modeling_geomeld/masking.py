@@ -29,8 +29,10 @@ def random_patch_mask(
     if noise is None:
         noise = torch.rand(batch_size, num_patches, generator=generator, device=device)
     elif noise.shape != (batch_size, num_patches):
-        raise ValueError(f"noise must have shape {(batch_size, num_patches)} (batch, patches), got {tuple(noise.shape)}")
-    num_masked = int(round(mask_ratio * num_patches))
+        raise ValueError(
+            f"noise must have shape {(batch_size, num_patches)} (batch, patches), got {tuple(noise.shape)}"
+        )
+    num_masked = round(mask_ratio * num_patches)
     # the patches with the largest noise are masked; ties broken by argsort's stable order
     ranks = torch.argsort(torch.argsort(noise, dim=1, descending=True), dim=1)
     mask = ranks < num_masked
@@ -44,5 +46,7 @@ def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     grid_h, grid_w = mask.shape[-2:]
     if size[0] % grid_h or size[1] % grid_w:
-        raise ValueError(f"cannot upsample a {grid_h}x{grid_w} patch mask to {size[0]}x{size[1]}: not a multiple")
+        raise ValueError(
+            f"cannot upsample a {grid_h}x{grid_w} patch mask to {size[0]}x{size[1]}: not a multiple"
+        )
     return F.interpolate(mask[:, None].float(), size=size, mode="nearest")

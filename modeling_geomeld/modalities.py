@@ -159,7 +159,9 @@ class Modality:
         """Mean and std arrays for ``bands`` (by name) of ``variant`` (default: the first variant)."""
         variant = variant or self.variants[0]
         if variant not in self.stats:
-            raise KeyError(f"{self.name} has no statistics for variant {variant!r}; known: {list(self.stats)}")
+            raise KeyError(
+                f"{self.name} has no statistics for variant {variant!r}; known: {list(self.stats)}"
+            )
         table = self.stats[variant]
         missing = [b for b in bands if b not in table]
         if missing:
@@ -176,7 +178,9 @@ def _norm_name(name: str) -> str:
 def _stats(names: Sequence[str], means: Sequence[float], stds: Sequence[float]) -> Mapping[str, BandStats]:
     if not (len(names) == len(means) == len(stds)):
         raise ValueError("statistics tables must give one mean and one std per band")
-    return MappingProxyType({n: BandStats(float(m), float(s)) for n, m, s in zip(names, means, stds)})
+    return MappingProxyType(
+        {n: BandStats(float(m), float(s)) for n, m, s in zip(names, means, stds, strict=True)}
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -248,7 +252,8 @@ _S1_ORBIT_BANDS = tuple(
     for p in _S1_POLS
 )
 _S1_PLAIN_BANDS = tuple(
-    Band(p, "dB", 10.0, polarisation=p, description=f"{p} backscatter, orbit direction not recorded") for p in _S1_POLS
+    Band(p, "dB", 10.0, polarisation=p, description=f"{p} backscatter, orbit direction not recorded")
+    for p in _S1_POLS
 )
 SENTINEL1_RELEASE_ORDER: tuple[str, ...] = tuple(b.name for b in _S1_ORBIT_BANDS)
 _S1_MEAN = {"VV": -10.9, "VH": -17.3, "HH": -10.5, "HV": -17.9}
@@ -364,7 +369,14 @@ NAIP = Modality(
         Band("R", "DN", 1.0, wavelength_nm=635.0, bandwidth_nm=90.0, description="red"),
         Band("G", "DN", 1.0, wavelength_nm=560.0, bandwidth_nm=80.0, description="green"),
         Band("B", "DN", 1.0, wavelength_nm=470.0, bandwidth_nm=60.0, description="blue"),
-        Band("NIR", "DN", 1.0, wavelength_nm=860.0, bandwidth_nm=80.0, description="near infrared (4-band years)"),
+        Band(
+            "NIR",
+            "DN",
+            1.0,
+            wavelength_nm=860.0,
+            bandwidth_nm=80.0,
+            description="near infrared (4-band years)",
+        ),
     ),
     default_bands=("R", "G", "B"),
     dtype="uint16",
@@ -395,7 +407,9 @@ def resolve(name: str) -> tuple[Modality, str]:
     base, _, variant = name.rpartition("_")
     if base in MODALITIES and variant in MODALITIES[base].variants:
         return MODALITIES[base], variant
-    known = sorted(MODALITIES) + [f"{m.name}_{v}" for m in MODALITIES.values() for v in m.variants if len(m.variants) > 1]
+    known = sorted(MODALITIES) + [
+        f"{m.name}_{v}" for m in MODALITIES.values() for v in m.variants if len(m.variants) > 1
+    ]
     raise KeyError(f"unknown modality {name!r}; expected one of {known}")
 
 

@@ -224,19 +224,26 @@ class GeoMeldEncoder(nn.Module):
         self.stem_stride = config.stem_stride
         self.patch_size = config.patch_size
         self.stems = nn.ModuleDict(
-            {name: ModalityStem(len(bands), dims[0], self.stem_stride, config.layer_norm_eps) for name, bands in modalities.items()}
+            {
+                name: ModalityStem(len(bands), dims[0], self.stem_stride, config.layer_norm_eps)
+                for name, bands in modalities.items()
+            }
         )
-        self.modality_embeddings = nn.ParameterDict({name: nn.Parameter(torch.zeros(dims[0])) for name in modalities})
+        self.modality_embeddings = nn.ParameterDict(
+            {name: nn.Parameter(torch.zeros(dims[0])) for name in modalities}
+        )
         rates = torch.linspace(0, config.drop_path_rate, sum(depths)).tolist()
         self.downsamples = nn.ModuleList(
-            [nn.Identity()] + [Downsample(dims[i - 1], dims[i], config.layer_norm_eps) for i in range(1, len(dims))]
+            [nn.Identity()]
+            + [Downsample(dims[i - 1], dims[i], config.layer_norm_eps) for i in range(1, len(dims))]
         )
         self.stages = nn.ModuleList()
         start = 0
-        for depth, dim in zip(depths, dims):
+        for depth, dim in zip(depths, dims, strict=True):
             self.stages.append(
                 nn.ModuleList(
-                    ConvNeXtV2Block(dim, config.kernel_size, rates[start + j], config.layer_norm_eps) for j in range(depth)
+                    ConvNeXtV2Block(dim, config.kernel_size, rates[start + j], config.layer_norm_eps)
+                    for j in range(depth)
                 )
             )
             start += depth
@@ -252,7 +259,9 @@ class GeoMeldEncoder(nn.Module):
         configured = dict(self.config.input_modalities or {})
         unknown = [k for k in pixel_values if k not in configured]
         if unknown:
-            raise ValueError(f"input modalities {unknown} are not configured; this encoder takes {list(configured)}")
+            raise ValueError(
+                f"input modalities {unknown} are not configured; this encoder takes {list(configured)}"
+            )
         present = [k for k in configured if k in pixel_values]
         shapes = {}
         for name in present:
@@ -288,7 +297,9 @@ class GeoMeldEncoder(nn.Module):
         present, (batch, height, width) = self._check_inputs(pixel_values)
         grid = (height // self.patch_size, width // self.patch_size)
         if mask is not None and tuple(mask.shape) != (batch, *grid):
-            raise ValueError(f"mask must have shape {(batch, *grid)} (batch, patch rows, patch cols), got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must have shape {(batch, *grid)} (batch, patch rows, patch cols), got {tuple(mask.shape)}"
+            )
         pixel_keep = None if mask is None else 1.0 - upsample_mask(mask, (height, width))  # (B, 1, H, W)
 
         fused: torch.Tensor | None = None
@@ -300,8 +311,12 @@ class GeoMeldEncoder(nn.Module):
             if valid is None:
                 valid = torch.isfinite(x).all(dim=1)
             elif tuple(valid.shape) != (batch, height, width):
-                raise ValueError(f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}")
-            x = torch.where(valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device))
+                raise ValueError(
+                    f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}"
+                )
+            x = torch.where(
+                valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device)
+            )
             if pixel_keep is not None:
                 x = x * pixel_keep
             w = F.avg_pool2d(valid[:, None].to(x.dtype), self.stem_stride)  # (B, 1, H0, W0) valid fraction
@@ -321,7 +336,7 @@ class GeoMeldEncoder(nn.Module):
             x = x * keep
 
         hidden_states = []
-        for downsample, blocks in zip(self.downsamples, self.stages):
+        for downsample, blocks in zip(self.downsamples, self.stages, strict=True):
             if isinstance(downsample, Downsample):
                 x, keep = downsample(x, keep)
             for block in blocks:
@@ -389,9 +404,23 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torc
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1e-9)
 
 
-def contrastive_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def _text_tower(text_config: Any) -> nn.Module:
+    """Any transformers text encoder; BERT-like towers are built without their pooler (GeoMeld mean-pools)."""
+    try:
+        return AutoModel.from_config(text_config, add_pooling_layer=False)
+    except TypeError:  # encoders without a pooler option
+        return AutoModel.from_config(text_config)
+
+
+def contrastive_loss(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (Radford et al. 2021): pair i of the batch is the positive of row/column i."""
-    logits = logit_scale.exp().clamp(max=100.0) * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+    logits = (
+        logit_scale.exp().clamp(max=100.0)
+        * F.normalize(image_embeds, dim=-1)
+        @ F.normalize(text_embeds, dim=-1).T
+    )
     labels = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
@@ -403,14 +432,19 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
     """
 
     # pretraining-only weights of a GeoMeldForPreTraining checkpoint, dropped when loading this class
-    _keys_to_ignore_on_load_unexpected = [r"(^|\.)decoder\.", r"(^|\.)predictor\.", r"(^|\.)ema_encoder\.", r"(^|\.)loss_log_vars\."]
+    _keys_to_ignore_on_load_unexpected = [
+        r"(^|\.)decoder\.",
+        r"(^|\.)predictor\.",
+        r"(^|\.)ema_encoder\.",
+        r"(^|\.)loss_log_vars\.",
+    ]
 
     def __init__(self, config: GeoMeldConfig):
         super().__init__(config)
         enc_cfg: GeoMeldEncoderConfig = config.encoder_config  # type: ignore[assignment]
         self.encoder = GeoMeldEncoder(enc_cfg)
         self.visual_projection = nn.Linear(enc_cfg.hidden_size, config.projection_dim, bias=False)
-        self.text_model = AutoModel.from_config(config.text_config)
+        self.text_model = _text_tower(config.text_config)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)  # type: ignore[union-attr]
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         if config.freeze_text_tower:
@@ -459,7 +493,9 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
     ) -> GeoMeldOutput:
         encoder_output = self.encoder(pixel_values, valid_mask)
         image_embeds = F.normalize(self.visual_projection(encoder_output.pooler_output), dim=-1)
-        text_embeds = F.normalize(self.get_text_features(input_ids, attention_mask, token_type_ids, text_features), dim=-1)
+        text_embeds = F.normalize(
+            self.get_text_features(input_ids, attention_mask, token_type_ids, text_features), dim=-1
+        )
         logits_per_image = self.logit_scale.exp().clamp(max=100.0) * image_embeds @ text_embeds.T
         loss = contrastive_loss(image_embeds, text_embeds, self.logit_scale) if return_loss else None
         return GeoMeldOutput(
@@ -501,7 +537,10 @@ class GeoMeldMPMAEDecoder(nn.Module):
         self.shared_blocks = blocks() if config.share_blocks else None
         self.blocks = None if config.share_blocks else nn.ModuleDict({name: blocks() for name in targets})
         self.heads = nn.ModuleDict(
-            {name: nn.Conv2d(width, _target_channels(name, bands) * patch_size**2, kernel_size=1) for name, bands in targets.items()}
+            {
+                name: nn.Conv2d(width, _target_channels(name, bands) * patch_size**2, kernel_size=1)
+                for name, bands in targets.items()
+            }
         )
 
     def forward(self, latent: torch.Tensor, mask: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
@@ -557,7 +596,7 @@ def update_momentum(online: nn.Module, target: nn.Module, momentum: float) -> No
         raise ValueError("online and target modules must have the same parameters")
     torch._foreach_mul_(t_params, momentum)
     torch._foreach_add_(t_params, o_params, alpha=1.0 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers()):
+    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
 
 
@@ -571,11 +610,18 @@ def ema_momentum(step: int, total_steps: int, start: float = 0.996, end: float =
 def _patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, h, w, C, p*p)."""
     b, c, h, w = x.shape
-    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h // p, w // p, c, p * p)
+    return (
+        x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h // p, w // p, c, p * p)
+    )
 
 
 def masked_mse_loss(
-    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor, patch_size: int, norm_pix: bool
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    mask: torch.Tensor,
+    patch_size: int,
+    norm_pix: bool,
 ) -> torch.Tensor | None:
     """MSE over masked patches and valid pixels; targets optionally normalised per patch and channel
     (over the patch's valid pixels). Returns `None` when no masked pixel is valid."""
@@ -594,7 +640,9 @@ def masked_mse_loss(
     return (err * weight).sum() / total
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask_px: torch.Tensor) -> torch.Tensor | None:
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, mask_px: torch.Tensor
+) -> torch.Tensor | None:
     """Cross-entropy over masked pixels whose class is known (`target != -1`)."""
     ce = F.cross_entropy(logits, target.clamp_min(0), reduction="none")  # (B, H, W)
     weight = mask_px * (target >= 0).to(logits.dtype)
@@ -625,11 +673,15 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         )
         dec_cfg: GeoMeldDecoderConfig = config.decoder_config  # type: ignore[assignment]
         self.loss_log_vars = (
-            nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in dec_cfg.target_modalities or {}})
+            nn.ParameterDict(
+                {name: nn.Parameter(torch.zeros(())) for name in dec_cfg.target_modalities or {}}
+            )
             if config.use_mpmae and dec_cfg.loss_aggregation == "uncertainty"
             else None
         )
-        self.predictor = GeoMeldJEPAPredictor(config.predictor_config, enc_cfg.hidden_size) if config.use_jepa else None  # type: ignore[arg-type]
+        self.predictor = (
+            GeoMeldJEPAPredictor(config.predictor_config, enc_cfg.hidden_size) if config.use_jepa else None
+        )  # type: ignore[arg-type]
         self.ema_encoder = GeoMeldEncoder(enc_cfg) if config.use_jepa else None
         self.post_init()
         self.reset_ema()
@@ -702,7 +754,12 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         grid = (height // enc_cfg.patch_size, width // enc_cfg.patch_size)
         if mask is None:
             mask = random_patch_mask(
-                batch, grid, enc_cfg.mask_ratio, noise=noise, generator=generator, device=next(iter(pixel_values.values())).device
+                batch,
+                grid,
+                enc_cfg.mask_ratio,
+                noise=noise,
+                generator=generator,
+                device=next(iter(pixel_values.values())).device,
             )
         mask = mask.bool()
         enc = encoder(pixel_values, valid_mask, mask)
@@ -716,7 +773,9 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         logits_per_image = None
 
         if self.decoder is not None:
-            resolved = self._resolve_targets(pixel_values, valid_mask, targets, target_valid, (batch, height, width))
+            resolved = self._resolve_targets(
+                pixel_values, valid_mask, targets, target_valid, (batch, height, width)
+            )
             recon = self.decoder(latent, mask, list(resolved))
             per_target = self._mpmae_losses(recon, resolved, mask)
             mpmae_loss = self._aggregate(per_target)
@@ -733,10 +792,16 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
 
         if cfg.use_itc and (input_ids is not None or text_features is not None):
             image_embeds = self.geomeld.visual_projection(enc.pooler_output)
-            text_embeds = self.geomeld.get_text_features(input_ids, attention_mask, token_type_ids, text_features)
+            text_embeds = self.geomeld.get_text_features(
+                input_ids, attention_mask, token_type_ids, text_features
+            )
             itc_loss = contrastive_loss(image_embeds, text_embeds, self.geomeld.logit_scale)
             with torch.no_grad():
-                logits_per_image = self.geomeld.logit_scale.exp() * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+                logits_per_image = (
+                    self.geomeld.logit_scale.exp()
+                    * F.normalize(image_embeds, dim=-1)
+                    @ F.normalize(text_embeds, dim=-1).T
+                )
 
         parts = [
             (mpmae_loss, 1.0),
@@ -771,9 +836,14 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         targets = dict(targets or {})
         unknown = [k for k in targets if k not in configured]
         if unknown:
-            raise ValueError(f"targets {unknown} are not configured; the decoders reconstruct {list(configured)}")
+            raise ValueError(
+                f"targets {unknown} are not configured; the decoders reconstruct {list(configured)}"
+            )
         input_bands = dict(self.config.encoder_config.input_modalities or {})
-        for name, bands in configured.items():  # MAE of an input: reconstruct it when no separate target is given
+        for (
+            name,
+            bands,
+        ) in configured.items():  # MAE of an input: reconstruct it when no separate target is given
             if name not in targets and name in pixel_values and input_bands.get(name) == bands:
                 targets[name] = pixel_values[name]
                 if valid_mask and name in valid_mask:
@@ -787,15 +857,21 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             mod = get_modality(name)
             if mod.is_categorical:
                 if tuple(t.shape) != (batch, height, width):
-                    raise ValueError(f"categorical target {name!r} must be (B, H, W) = {(batch, height, width)} class indices, got {tuple(t.shape)}")
+                    raise ValueError(
+                        f"categorical target {name!r} must be (B, H, W) = {(batch, height, width)} class indices, got {tuple(t.shape)}"
+                    )
                 t = t.long()
                 if t.numel() and int(t.max()) >= mod.num_classes:
-                    raise ValueError(f"target {name!r} has class index {int(t.max())}; expected -1..{mod.num_classes - 1} (map codes with the processor)")
+                    raise ValueError(
+                        f"target {name!r} has class index {int(t.max())}; expected -1..{mod.num_classes - 1} (map codes with the processor)"
+                    )
                 valid = t >= 0
             else:
                 n = len(configured[name])
                 if tuple(t.shape) != (batch, n, height, width):
-                    raise ValueError(f"target {name!r} must be (B, C, H, W) = {(batch, n, height, width)} for bands {configured[name]}, got {tuple(t.shape)}")
+                    raise ValueError(
+                        f"target {name!r} must be (B, C, H, W) = {(batch, n, height, width)} for bands {configured[name]}, got {tuple(t.shape)}"
+                    )
                 valid = torch.isfinite(t).all(dim=1)
                 t = torch.nan_to_num(t)
             if target_valid and name in target_valid:
@@ -804,7 +880,10 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         return resolved
 
     def _mpmae_losses(
-        self, recon: dict[str, torch.Tensor], resolved: dict[str, tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor
+        self,
+        recon: dict[str, torch.Tensor],
+        resolved: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         dec_cfg: GeoMeldDecoderConfig = self.config.decoder_config  # type: ignore[assignment]
         p = self.config.encoder_config.patch_size
@@ -826,7 +905,9 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         if self.loss_log_vars is None:
             return torch.stack(list(losses.values())).sum()
         # uncertainty weighting (Kendall et al. 2018): sum_i exp(-s_i) L_i + s_i
-        terms = [torch.exp(-self.loss_log_vars[n]) * loss + self.loss_log_vars[n] for n, loss in losses.items()]
+        terms = [
+            torch.exp(-self.loss_log_vars[n]) * loss + self.loss_log_vars[n] for n, loss in losses.items()
+        ]
         return torch.stack(terms).sum()
 
 

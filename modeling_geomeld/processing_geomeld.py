@@ -17,8 +17,9 @@ class GeoMeldProcessor(ProcessorMixin):
     `attention_mask` (and `token_type_ids` where the tokenizer makes them), ready for `GeoMeldModel`.
     """
 
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, max_length: int = 64, **kwargs: Any):
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, max_length: int = 64, **kwargs: Any
+    ):
         self.max_length = max_length
         super().__init__(image_processor, tokenizer, **kwargs)
 

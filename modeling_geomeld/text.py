@@ -41,7 +41,7 @@ def init_text_tower_from_minilm(model: Any) -> Any:
     `geomeld` attribute is one). The text config must have MiniLM's geometry (the default)."""
     target = getattr(model, "geomeld", model)
     pretrained = AutoModel.from_pretrained(str(_require_minilm()))
-    missing, unexpected = target.text_model.load_state_dict(pretrained.state_dict(), strict=False)
+    missing, _unexpected = target.text_model.load_state_dict(pretrained.state_dict(), strict=True)
     real_missing = [k for k in missing if "position_ids" not in k]
     if real_missing:
         raise ValueError(

@@ -22,12 +22,16 @@ WORLDCOVER = SHARED_DATA / "worldcover"
 @pytest.fixture(scope="session")
 def terramind_dir() -> Path:
     if not TERRAMIND.is_dir():
-        pytest.skip(f"real samples not found at {TERRAMIND} (set GEOMELD_SHARED_DATA to the shared data folder)")
+        pytest.skip(
+            f"real samples not found at {TERRAMIND} (set GEOMELD_SHARED_DATA to the shared data folder)"
+        )
     return TERRAMIND
 
 
 @pytest.fixture(scope="session")
 def worldcover_dir() -> Path:
     if not WORLDCOVER.is_dir():
-        pytest.skip(f"WorldCover crop not found at {WORLDCOVER} (set GEOMELD_SHARED_DATA to the shared data folder)")
+        pytest.skip(
+            f"WorldCover crop not found at {WORLDCOVER} (set GEOMELD_SHARED_DATA to the shared data folder)"
+        )
     return WORLDCOVER
