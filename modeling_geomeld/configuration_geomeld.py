@@ -6,7 +6,7 @@ the ConvNeXt V2 encoder and the paper's pretraining presets (the ablation rows) 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -213,6 +213,15 @@ class GeoMeldPredictorConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
 
+_C = TypeVar("_C", bound=PreTrainedConfig)
+
+
+def _typed(value: object, cls: type[_C]) -> _C:
+    if not isinstance(value, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(value).__name__}")
+    return value
+
+
 class GeoMeldConfig(PreTrainedConfig):
     r"""GeoMeld-FM: encoder, MP-MAE decoders, JEPA predictor, text tower, and the objective switches.
 
@@ -273,15 +282,15 @@ class GeoMeldConfig(PreTrainedConfig):
     # typed views of the sub-configs (they are always configs after __post_init__)
     @property
     def encoder_cfg(self) -> GeoMeldEncoderConfig:
-        return self.encoder_config  # type: ignore[return-value]
+        return _typed(self.encoder_config, GeoMeldEncoderConfig)
 
     @property
     def decoder_cfg(self) -> GeoMeldDecoderConfig:
-        return self.decoder_config  # type: ignore[return-value]
+        return _typed(self.decoder_config, GeoMeldDecoderConfig)
 
     @property
     def predictor_cfg(self) -> GeoMeldPredictorConfig:
-        return self.predictor_config  # type: ignore[return-value]
+        return _typed(self.predictor_config, GeoMeldPredictorConfig)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GeoMeldConfig:

@@ -22,7 +22,7 @@ from .modalities import Modality, reorder_bands, resolve, validate_band_selectio
 class GeoMeldBatchFeature(BatchFeature):
     """A `BatchFeature` whose values may be dicts of tensors (one per modality); `.to()` moves them all."""
 
-    def to(self, *args: Any, **kwargs: Any) -> GeoMeldBatchFeature:  # type: ignore[override]
+    def to(self, *args: Any, **kwargs: Any) -> GeoMeldBatchFeature:
         def move(v: Any) -> Any:
             if isinstance(v, torch.Tensor):
                 return (
@@ -167,7 +167,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         return (height - size) // 2, (width - size) // 2, size, size
 
     # -- the call ---------------------------------------------------------------------------------------
-    def preprocess(  # type: ignore[override]
+    def preprocess(
         self,
         images: Mapping[str, Any],
         band_names: Mapping[str, Sequence[str]] | None = None,

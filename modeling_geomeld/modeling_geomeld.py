@@ -18,7 +18,7 @@ visible set; it saves no arithmetic (dense kernels run everywhere) but needs no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -302,49 +302,53 @@ class GeoMeldEncoder(nn.Module):
             )
         pixel_keep = None if mask is None else 1.0 - upsample_mask(mask, (height, width))  # (B, 1, H, W)
 
-        fused: torch.Tensor | None = None
-        weight: torch.Tensor | None = None
-        all_valid = True
+        feats: list[torch.Tensor] = []
+        weights: list[torch.Tensor | None] = []  # per modality (B, 1, H0, W0) valid fraction; None = all valid
         for name in present:
             x = pixel_values[name]
             valid = valid_mask.get(name) if valid_mask else None
             if valid is None:
-                valid = torch.isfinite(x).all(dim=1)
+                finite = torch.isfinite(x).all(dim=1)
+                valid = None if bool(finite.all()) else finite  # the dense fast path skips all masking
             elif tuple(valid.shape) != (batch, height, width):
-                raise ValueError(
-                    f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}"
-                )
-            x = torch.where(
-                valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device)
-            )
+                raise ValueError(f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}")
+            if valid is not None:
+                x = torch.where(valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device))
             if pixel_keep is not None:
                 x = x * pixel_keep
-            w = F.avg_pool2d(valid[:, None].to(x.dtype), self.stem_stride)  # (B, 1, H0, W0) valid fraction
-            all_valid = all_valid and bool(valid.all())
-            feat = self.stems[name](x) + self.modality_embeddings[name].view(1, -1, 1, 1)
-            fused = w * feat if fused is None else fused + w * feat
-            weight = w if weight is None else weight + w
-        if fused is None or weight is None:  # _check_inputs guarantees one modality; keeps mypy honest
-            raise ValueError("no input modality present")
-        x = fused if len(present) == 1 and all_valid else fused / weight.clamp_min(1e-6)
+            feats.append(self.stems[name](x) + self.modality_embeddings[name].view(1, -1, 1, 1))
+            weights.append(None if valid is None else F.avg_pool2d(valid[:, None].to(x.dtype), self.stem_stride))
 
-        keep: torch.Tensor | None = None
-        if mask is not None or not all_valid:
-            keep = (weight > 0).to(x.dtype)
-            if mask is not None:
-                keep = keep * (1.0 - upsample_mask(mask, tuple(keep.shape[-2:])))  # type: ignore[arg-type]
+        coverage: torch.Tensor | None = None  # (B, 1, H0, W0): 1 where any modality has data
+        if all(w is None for w in weights):
+            x = feats[0] if len(feats) == 1 else torch.stack(feats).mean(dim=0)
+        else:
+            ws = [torch.ones_like(f[:, :1]) if w is None else w for f, w in zip(feats, weights, strict=True)]
+            total = torch.stack(ws).sum(dim=0)
+            x = torch.stack([w * f for w, f in zip(ws, feats, strict=True)]).sum(dim=0) / total.clamp_min(1e-6)
+            coverage = (total > 0).to(x.dtype)
+
+        keep = coverage
+        if mask is not None:
+            patch_keep = 1.0 - upsample_mask(mask, (x.shape[-2], x.shape[-1]))
+            keep = patch_keep if keep is None else keep * patch_keep
+        if keep is not None:
             x = x * keep
 
         hidden_states = []
         for downsample, blocks in zip(self.downsamples, self.stages, strict=True):
             if isinstance(downsample, Downsample):
                 x, keep = downsample(x, keep)
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 x = block(x, keep)
             hidden_states.append(x)
 
-        visible = keep if keep is not None else x.new_ones(batch, 1, *x.shape[-2:])
-        pooled = (x * visible).sum(dim=(2, 3)) / visible.sum(dim=(2, 3)).clamp_min(1.0)
+        if keep is None:  # dense: every position counts
+            visible = x.new_ones(batch, 1, *x.shape[-2:])
+            pooled = x.mean(dim=(2, 3))
+        else:
+            visible = keep
+            pooled = x.sum(dim=(2, 3)) / visible.sum(dim=(2, 3)).clamp_min(1.0)  # x is zero where not visible
         return GeoMeldEncoderOutput(
             last_hidden_state=x,
             pooler_output=self.norm(pooled),
@@ -373,7 +377,7 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.encoder_config.initializer_range
+        std = self.config.encoder_cfg.initializer_range
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
@@ -441,7 +445,7 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
 
     def __init__(self, config: GeoMeldConfig):
         super().__init__(config)
-        enc_cfg: GeoMeldEncoderConfig = config.encoder_config  # type: ignore[assignment]
+        enc_cfg = config.encoder_cfg
         self.encoder = GeoMeldEncoder(enc_cfg)
         self.visual_projection = nn.Linear(enc_cfg.hidden_size, config.projection_dim, bias=False)
         self.text_model = _text_tower(config.text_config)
@@ -558,7 +562,7 @@ class GeoMeldMPMAEDecoder(nn.Module):
             y = shared
             if y is None:
                 y = x
-                for block in self.blocks[name]:  # type: ignore[index]
+                for block in cast(nn.ModuleList, cast(nn.ModuleDict, self.blocks)[name]):
                     y = block(y)
             out[name] = F.pixel_shuffle(self.heads[name](y), self.patch_size)
         return out
@@ -590,8 +594,8 @@ class GeoMeldJEPAPredictor(nn.Module):
 @torch.no_grad()
 def update_momentum(online: nn.Module, target: nn.Module, momentum: float) -> None:
     """EMA step `target = momentum * target + (1 - momentum) * online`, parameters and buffers."""
-    t_params = [p for p in target.parameters()]
-    o_params = [p.detach() for p in online.parameters()]
+    t_params: list[torch.Tensor] = list(target.parameters())
+    o_params: list[torch.Tensor] = [p.detach() for p in online.parameters()]
     if len(t_params) != len(o_params):
         raise ValueError("online and target modules must have the same parameters")
     torch._foreach_mul_(t_params, momentum)
@@ -664,14 +668,14 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
 
     def __init__(self, config: GeoMeldConfig):
         super().__init__(config)
-        enc_cfg: GeoMeldEncoderConfig = config.encoder_config  # type: ignore[assignment]
+        enc_cfg = config.encoder_cfg
         self.geomeld = GeoMeldModel(config)
         self.decoder = (
-            GeoMeldMPMAEDecoder(config.decoder_config, enc_cfg.hidden_size, enc_cfg.patch_size)  # type: ignore[arg-type]
+            GeoMeldMPMAEDecoder(config.decoder_cfg, enc_cfg.hidden_size, enc_cfg.patch_size)
             if config.use_mpmae
             else None
         )
-        dec_cfg: GeoMeldDecoderConfig = config.decoder_config  # type: ignore[assignment]
+        dec_cfg = config.decoder_cfg
         self.loss_log_vars = (
             nn.ParameterDict(
                 {name: nn.Parameter(torch.zeros(())) for name in dec_cfg.target_modalities or {}}
@@ -680,8 +684,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             else None
         )
         self.predictor = (
-            GeoMeldJEPAPredictor(config.predictor_config, enc_cfg.hidden_size) if config.use_jepa else None
-        )  # type: ignore[arg-type]
+            GeoMeldJEPAPredictor(config.predictor_cfg, enc_cfg.hidden_size) if config.use_jepa else None
+        )
         self.ema_encoder = GeoMeldEncoder(enc_cfg) if config.use_jepa else None
         self.post_init()
         self.reset_ema()
@@ -715,7 +719,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         """As `PreTrainedModel.from_pretrained`; an EMA encoder absent from the checkpoint (a released
         `GeoMeldModel`) starts as a copy of the loaded encoder instead of random weights."""
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        loaded: Any = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model, info = loaded
         if any(k.startswith("ema_encoder.") for k in info.get("missing_keys", [])):
             model.reset_ema()
         return (model, info) if want_info else model
@@ -748,7 +753,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             mask / noise / generator: the patch mask (B, h, w), or the randomness to sample it.
         """
         cfg = self.config
-        enc_cfg: GeoMeldEncoderConfig = cfg.encoder_config  # type: ignore[assignment]
+        enc_cfg = cfg.encoder_cfg
         encoder = self.geomeld.encoder
         _, (batch, height, width) = encoder._check_inputs(pixel_values)
         grid = (height // enc_cfg.patch_size, width // enc_cfg.patch_size)
@@ -831,7 +836,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         shape: tuple[int, int, int],
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """-> modality -> (target, valid (B, H, W) bool), for the configured targets present in the batch."""
-        dec_cfg: GeoMeldDecoderConfig = self.config.decoder_config  # type: ignore[assignment]
+        dec_cfg = self.config.decoder_cfg
         configured = dict(dec_cfg.target_modalities or {})
         targets = dict(targets or {})
         unknown = [k for k in targets if k not in configured]
@@ -839,7 +844,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             raise ValueError(
                 f"targets {unknown} are not configured; the decoders reconstruct {list(configured)}"
             )
-        input_bands = dict(self.config.encoder_config.input_modalities or {})
+        input_bands = dict(self.config.encoder_cfg.input_modalities or {})
         for (
             name,
             bands,
@@ -885,8 +890,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         resolved: dict[str, tuple[torch.Tensor, torch.Tensor]],
         mask: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        dec_cfg: GeoMeldDecoderConfig = self.config.decoder_config  # type: ignore[assignment]
-        p = self.config.encoder_config.patch_size
+        dec_cfg = self.config.decoder_cfg
+        p = self.config.encoder_cfg.patch_size
         norm_pix = set(dec_cfg.norm_pix_loss_modalities or [])
         losses: dict[str, torch.Tensor] = {}
         for name, (target, valid) in resolved.items():

@@ -23,7 +23,7 @@ class GeoMeldProcessor(ProcessorMixin):
         self.max_length = max_length
         super().__init__(image_processor, tokenizer, **kwargs)
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         images: Mapping[str, Any] | None = None,
         text: str | Sequence[str] | None = None,

@@ -41,7 +41,10 @@ def init_text_tower_from_minilm(model: Any) -> Any:
     `geomeld` attribute is one). The text config must have MiniLM's geometry (the default)."""
     target = getattr(model, "geomeld", model)
     pretrained = AutoModel.from_pretrained(str(_require_minilm()))
-    missing, _unexpected = target.text_model.load_state_dict(pretrained.state_dict(), strict=True)
+    own = target.text_model.state_dict()
+    # MiniLM ships a BERT pooler that GeoMeld does not use (it mean-pools); take only the tower's own weights
+    weights = {k: v for k, v in pretrained.state_dict().items() if k in own}
+    missing = target.text_model.load_state_dict(weights, strict=False).missing_keys
     real_missing = [k for k in missing if "position_ids" not in k]
     if real_missing:
         raise ValueError(

@@ -1,0 +1,162 @@
+"""Benchmark GeoMeld-FM training steps on CPU and our encoder against transformers' ConvNeXt V2.
+
+Two measurements, each as ratios against a baseline timed in the same run, interleaved round-robin so
+machine noise hits every variant alike:
+
+1. time per pretraining step (forward + backward + AdamW step) at ConvNeXt V2-atto, 112 px, batch 32 for
+   MP-MAE only, +JEPA, +ITC and all three objectives (goal: all three <= 1.6x MP-MAE only). ITC uses the
+   captions' text-tower features computed once per caption (captions are fixed per sample, so GeoMeld caches
+   them; `freeze_text_tower=True`); the step with the frozen tower run on token ids is reported too.
+2. our encoder's forward + backward on dense S2 input against `transformers.ConvNextV2Model` with the same
+   depths, dims and stem stride (goal: <= 1.1x).
+
+Prints a table and writes JSON (default benchmarks/results/model.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import ConvNextV2Config, ConvNextV2Model
+
+from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining
+from modeling_geomeld.masking import random_patch_mask
+from modeling_geomeld.modeling_geomeld import GeoMeldEncoder
+
+VARIANTS = {
+    "mpmae": {"use_jepa": False, "use_itc": False},
+    "mpmae+jepa": {"use_itc": False},
+    "mpmae+itc": {"use_jepa": False},
+    "all three": {},
+}
+
+
+def _step_fn(name: str, overrides: dict, batch: int, size: int, text: str) -> Callable[[], None]:
+    torch.manual_seed(0)
+    cfg = GeoMeldConfig.from_preset("paper-atto", **overrides)
+    model = GeoMeldForPreTraining(cfg).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    pixel = {"sentinel2": torch.randn(batch, 12, size, size, generator=g)}
+    targets = {
+        "sentinel1": torch.randn(batch, 2, size, size, generator=g),
+        "dem": torch.randn(batch, 2, size, size, generator=g),
+        "canopy_height": torch.randn(batch, 2, size, size, generator=g),
+        "dynamic_world": torch.randint(0, 9, (batch, size, size), generator=g),
+        "esa_worldcover": torch.randint(0, 11, (batch, size, size), generator=g),
+    }
+    caption: dict[str, torch.Tensor] = {}
+    if cfg.use_itc:
+        if text == "features":
+            caption = {"text_features": torch.randn(batch, cfg.text_config.hidden_size, generator=g)}
+        else:
+            ids = torch.randint(1000, 30000, (batch, 32), generator=g)
+            caption = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    grid = size // cfg.encoder_config.patch_size
+
+    def step() -> None:
+        mask = random_patch_mask(batch, (grid, grid), cfg.encoder_config.mask_ratio, generator=g)
+        out = model(pixel, targets=targets, mask=mask, **caption)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        model.update_ema(0.996)
+
+    return step
+
+
+def _encoder_fns(batch: int, size: int) -> dict[str, Callable[[], None]]:
+    torch.manual_seed(0)
+    cfg = GeoMeldConfig.from_preset("paper-atto").encoder_config
+    ours = GeoMeldEncoder(cfg).train()
+    hf = ConvNextV2Model(
+        ConvNextV2Config(num_channels=12, patch_size=cfg.stem_stride, depths=cfg.depths, hidden_sizes=cfg.dims, drop_path_rate=0.0)
+    ).train()
+    x = torch.randn(batch, 12, size, size)
+
+    def run_ours() -> None:
+        ours.zero_grad(set_to_none=True)
+        out = ours({"sentinel2": x})
+        (out.last_hidden_state.mean() + out.pooler_output.mean()).backward()
+
+    def run_hf() -> None:
+        hf.zero_grad(set_to_none=True)
+        out = hf(pixel_values=x)
+        (out.last_hidden_state.mean() + out.pooler_output.mean()).backward()
+
+    return {"geomeld encoder": run_ours, "transformers ConvNextV2Model": run_hf}
+
+
+def _time_round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--out", default="benchmarks/results/model.json", help="JSON output path")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    step_fns = {name: _step_fn(name, o, args.batch, args.size, "features") for name, o in VARIANTS.items()}
+    step_fns["all three (frozen tower on token ids)"] = _step_fn("ids", {}, args.batch, args.size, "ids")
+    steps = _time_round_robin(step_fns, args.repeats, args.warmup)
+    enc = _time_round_robin(_encoder_fns(args.batch, args.size), args.repeats, args.warmup)
+
+    med = {k: statistics.median(v) for k, v in {**steps, **enc}.items()}
+    base = med["mpmae"]
+    rows = [(k, med[k], med[k] / base) for k in steps]
+    enc_ratio = med["geomeld encoder"] / med["transformers ConvNextV2Model"]
+    print(f"\nPretraining step, ConvNeXt V2-atto, {args.size} px, batch {args.batch}, {args.threads} threads (median of {args.repeats})")
+    print(f"{'variant':42s} {'s/step':>8s} {'x MP-MAE':>9s}")
+    for name, t, r in rows:
+        print(f"{name:42s} {t:8.3f} {r:9.2f}")
+    print(f"\nEncoder forward+backward, dense S2, batch {args.batch}")
+    for name in enc:
+        print(f"{name:42s} {med[name]:8.3f}")
+    print(f"{'ratio (ours / transformers)':42s} {enc_ratio:8.2f}")
+    goals = {
+        "all_three_over_mpmae": med["all three"] / base,
+        "all_three_goal": 1.6,
+        "encoder_over_transformers": enc_ratio,
+        "encoder_goal": 1.1,
+    }
+    print(f"\ngoals: all three {goals['all_three_over_mpmae']:.2f}x (<= 1.6), encoder {enc_ratio:.2f}x (<= 1.1)")
+    result = {
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+        "settings": vars(args),
+        "seconds_median": med,
+        "seconds_all": {**steps, **enc},
+        "ratios": {k: r for k, _, r in rows},
+        "goals": goals,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
