@@ -9,7 +9,9 @@ from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
+    AutoModelForImageClassification,
     AutoModelForPreTraining,
+    AutoModelForSemanticSegmentation,
     AutoProcessor,
 )
 
@@ -25,8 +27,10 @@ from .image_processing_geomeld import GeoMeldBatchFeature, GeoMeldImageProcessor
 from .modalities import MODALITIES, get_modality, reorder_bands, resolve
 from .modeling_geomeld import (
     GeoMeldEncoder,
+    GeoMeldForImageClassification,
     GeoMeldForPreTraining,
     GeoMeldForPreTrainingOutput,
+    GeoMeldForSemanticSegmentation,
     GeoMeldModel,
     GeoMeldOutput,
     GeoMeldPreTrainedModel,
@@ -42,12 +46,16 @@ __version__ = "0.1.0"
 AutoConfig.register("geomeld", GeoMeldConfig, exist_ok=True)
 AutoModel.register(GeoMeldConfig, GeoMeldModel, exist_ok=True)
 AutoModelForPreTraining.register(GeoMeldConfig, GeoMeldForPreTraining, exist_ok=True)
+AutoModelForImageClassification.register(GeoMeldConfig, GeoMeldForImageClassification, exist_ok=True)
+AutoModelForSemanticSegmentation.register(GeoMeldConfig, GeoMeldForSemanticSegmentation, exist_ok=True)
 AutoImageProcessor.register(GeoMeldConfig, slow_image_processor_class=GeoMeldImageProcessor, exist_ok=True)
 AutoProcessor.register(GeoMeldConfig, GeoMeldProcessor, exist_ok=True)
 # ... and the auto_map written by save_pretrained, for trust_remote_code loading elsewhere
 GeoMeldConfig.register_for_auto_class()
 GeoMeldModel.register_for_auto_class("AutoModel")
 GeoMeldForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+GeoMeldForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+GeoMeldForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
 GeoMeldImageProcessor.register_for_auto_class("AutoImageProcessor")
 GeoMeldProcessor.register_for_auto_class("AutoProcessor")
 
@@ -60,8 +68,10 @@ __all__ = [
     "GeoMeldDecoderConfig",
     "GeoMeldEncoder",
     "GeoMeldEncoderConfig",
+    "GeoMeldForImageClassification",
     "GeoMeldForPreTraining",
     "GeoMeldForPreTrainingOutput",
+    "GeoMeldForSemanticSegmentation",
     "GeoMeldImageProcessor",
     "GeoMeldModel",
     "GeoMeldOutput",

@@ -236,6 +236,11 @@ class GeoMeldConfig(PreTrainedConfig):
         itc_weight (`float`, defaults to 0.1): beta.
         ema_momentum_start, ema_momentum_end (`float`, 0.996 -> 1.0): I-JEPA's linear EMA momentum schedule.
         freeze_text_tower (`bool`, defaults to `True`): keep the pretrained text tower fixed during ITC.
+        classifier_dropout (`float`, defaults to 0.0): dropout before the classification head.
+        label_smoothing (`float`, defaults to 0.0): label smoothing of the classification / segmentation losses.
+        segmentation_channels (`list[int]`, *optional*): widths of the UNet decoder's four up-blocks, deepest
+            first; defaults to `[256, 128, 64, 32]`.
+        semantic_loss_ignore_index (`int`, defaults to -1): label ignored by the segmentation loss (no data).
     """
 
     model_type = "geomeld"
@@ -262,6 +267,10 @@ class GeoMeldConfig(PreTrainedConfig):
     ema_momentum_start: float = 0.996
     ema_momentum_end: float = 1.0
     freeze_text_tower: bool = True
+    classifier_dropout: float = 0.0
+    label_smoothing: float = 0.0
+    segmentation_channels: list[int] | None = None
+    semantic_loss_ignore_index: int = -1
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -274,6 +283,16 @@ class GeoMeldConfig(PreTrainedConfig):
             )
         if self.jepa_weight < 0 or self.itc_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got jepa={self.jepa_weight}, itc={self.itc_weight}")
+        if not 0.0 <= self.classifier_dropout < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                f"classifier_dropout and label_smoothing must lie in [0, 1), got {self.classifier_dropout}, {self.label_smoothing}"
+            )
+        self.segmentation_channels = list(self.segmentation_channels or [256, 128, 64, 32])
+        if len(self.segmentation_channels) != len(self.encoder_cfg.dims or ()) or min(self.segmentation_channels) < 1:
+            raise ValueError(
+                f"segmentation_channels needs one positive width per encoder stage ({len(self.encoder_cfg.dims or ())}), "
+                f"got {self.segmentation_channels}"
+            )
         if not hasattr(self.text_config, "hidden_size"):
             raise ValueError(
                 f"text_config must describe a text encoder with hidden_size, got {type(self.text_config)}"

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention, SemanticSegmenterOutput
 from transformers.utils import ModelOutput
 
 from .configuration_geomeld import (
@@ -165,7 +166,7 @@ class ConvNeXtV2Block(nn.Module):
         x = self.dwconv(x).permute(0, 2, 3, 1)  # (B, H, W, C)
         x = self.act(self.pwconv1(self.norm(x)))
         if keep is not None:
-            x = x * keep.permute(0, 2, 3, 1)  # GRN statistics over visible positions only
+            x = x.mul_(keep.permute(0, 2, 3, 1))  # GRN statistics over visible positions only (GELU saves its input, so in place is safe)
         x = self.pwconv2(self.grn(x)).permute(0, 3, 1, 2)
         x = shortcut + self.drop_path(x)
         return x if keep is None else x * keep
@@ -262,7 +263,7 @@ class GeoMeldEncoder(nn.Module):
             raise ValueError(
                 f"input modalities {unknown} are not configured; this encoder takes {list(configured)}"
             )
-        present = [k for k in configured if k in pixel_values]
+        present = sorted(k for k in configured if k in pixel_values)  # name order: independent of config key order
         shapes = {}
         for name in present:
             x = pixel_values[name]
@@ -382,7 +383,7 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, GlobalResponseNorm):
@@ -916,11 +917,168 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         return torch.stack(terms).sum()
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Downstream heads
+
+
+def _num_labels(config: GeoMeldConfig) -> int:
+    if not config.num_labels or config.num_labels < 1:
+        raise ValueError(f"a task head needs num_labels >= 1 (or id2label), got {config.num_labels}")
+    return int(config.num_labels)
+
+
+class GeoMeldVisionBackbone(nn.Module):
+    """The encoder alone, under the attribute path a pretraining checkpoint uses (`geomeld.encoder.*`), so
+    task models reuse its weights and skip the text tower."""
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__()
+        self.encoder = GeoMeldEncoder(config.encoder_cfg)
+
+
+# everything of a GeoMeldModel / GeoMeldForPreTraining checkpoint a task model does not use
+_TASK_IGNORED = [
+    r"(^|\.)text_model\.",
+    r"(^|\.)text_projection\.",
+    r"(^|\.)visual_projection\.",
+    r"(^|\.)logit_scale$",
+    *GeoMeldModel._keys_to_ignore_on_load_unexpected,
+]
+
+
+class GeoMeldForImageClassification(GeoMeldPreTrainedModel):
+    """Pooled encoder features -> dropout -> linear. Single-label (cross-entropy with optional label smoothing)
+    or multi-label (`problem_type="multi_label_classification"`, BCE; smoothing pulls targets towards 0.5)."""
+
+    _keys_to_ignore_on_load_unexpected = _TASK_IGNORED
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.geomeld = GeoMeldVisionBackbone(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.encoder_cfg.hidden_size, _num_labels(config))
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> ImageClassifierOutputWithNoAttention:
+        """labels: (B,) class indices, or (B, num_labels) multi-hot for multi-label problems."""
+        enc = self.geomeld.encoder(pixel_values, valid_mask)
+        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            smoothing = self.config.label_smoothing
+            if self.config.problem_type == "multi_label_classification":
+                if labels.shape != logits.shape:
+                    raise ValueError(f"multi-label targets must be (B, {self.num_labels}) multi-hot, got {tuple(labels.shape)}")
+                target = labels.to(logits.dtype) * (1.0 - smoothing) + 0.5 * smoothing
+                loss = F.binary_cross_entropy_with_logits(logits, target)
+            else:
+                if labels.ndim != 1:
+                    raise ValueError(
+                        f"single-label targets must be (B,) class indices, got {tuple(labels.shape)}; "
+                        'set problem_type="multi_label_classification" for multi-hot labels'
+                    )
+                loss = F.cross_entropy(logits, labels.long(), label_smoothing=smoothing)
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
+class UNetUpBlock(nn.Module):
+    """Upsample x2, concatenate the skip connection, two 3x3 conv + GroupNorm + GELU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1)
+        self.norm1 = nn.GroupNorm(1, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(1, out_channels)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        size = skip.shape[-2:] if skip is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        x = self.act(self.norm1(self.conv1(x)))
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class GeoMeldUNetDecoder(nn.Module):
+    """A UNet decoder over the encoder's stages (the MMEarth / GeoMeld segmentation protocol): the deepest
+    stage is upsampled through every shallower one with skip connections, then to the input size."""
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__()
+        dims = list(config.encoder_cfg.dims or ())[::-1]  # deepest first
+        widths = list(config.segmentation_channels or ())
+        blocks = []
+        in_ch = dims[0]
+        for i, width in enumerate(widths):
+            skip = dims[i + 1] if i + 1 < len(dims) else 0
+            blocks.append(UNetUpBlock(in_ch, skip, width))
+            in_ch = width
+        self.blocks = nn.ModuleList(blocks)
+        self.classifier = nn.Conv2d(in_ch, _num_labels(config), kernel_size=1)
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...], size: tuple[int, int]) -> torch.Tensor:
+        feats = list(hidden_states)[::-1]  # deepest first
+        x = feats[0]
+        for i, block in enumerate(self.blocks):
+            x = block(x, feats[i + 1] if i + 1 < len(feats) else None)
+        logits = self.classifier(x)
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+
+class GeoMeldForSemanticSegmentation(GeoMeldPreTrainedModel):
+    """Encoder + UNet decoder -> per-pixel logits (B, num_labels, H, W) at the input size; cross-entropy
+    ignoring `semantic_loss_ignore_index` (no-data)."""
+
+    _keys_to_ignore_on_load_unexpected = _TASK_IGNORED
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__(config)
+        self.geomeld = GeoMeldVisionBackbone(config)
+        self.decode_head = GeoMeldUNetDecoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> SemanticSegmenterOutput:
+        """labels: (B, H, W) class indices, `semantic_loss_ignore_index` where unknown."""
+        enc = self.geomeld.encoder(pixel_values, valid_mask)
+        height, width = next(iter(pixel_values.values())).shape[-2:]
+        logits = self.decode_head(enc.hidden_states, (height, width))
+        loss = None
+        if labels is not None:
+            if tuple(labels.shape) != (logits.shape[0], height, width):
+                raise ValueError(f"labels must be (B, H, W) = {(logits.shape[0], height, width)}, got {tuple(labels.shape)}")
+            loss = F.cross_entropy(
+                logits,
+                labels.long(),
+                ignore_index=self.config.semantic_loss_ignore_index,
+                label_smoothing=self.config.label_smoothing,
+            )
+        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
 __all__ = [
     "GeoMeldEncoder",
     "GeoMeldEncoderOutput",
+    "GeoMeldForImageClassification",
     "GeoMeldForPreTraining",
     "GeoMeldForPreTrainingOutput",
+    "GeoMeldForSemanticSegmentation",
     "GeoMeldModel",
     "GeoMeldOutput",
     "GeoMeldPreTrainedModel",

@@ -4,40 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from dataset_scripts.terramind import S2L2A_BANDS, read_all
 from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-from modeling_geomeld.modalities import SENTINEL2_BANDS, get_modality, parse_class_map
+from modeling_geomeld.modalities import SENTINEL2_BANDS
 from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer, minilm_path
 
 rasterio = pytest.importorskip("rasterio")
-
-TILES = ["282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3"]
-# TerraMind's S2L2A order, as the data README gives it (the files carry no band descriptions)
-TERRAMIND_S2_ORDER = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
-# the 1-9 land-cover product onto Dynamic World; clouds are no data, rangeland is closest to grass
-LULC_TO_DW = "1:water,2:trees,3:flooded vegetation,4:crops,5:built,6:bare,7:snow and ice,8:nodata,9:grass"
-
-
-def _read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read()
-
-
-def _load(root: Path) -> dict[str, np.ndarray]:
-    dw = get_modality("dynamic_world")
-    lut = np.zeros(256, dtype=np.uint8)  # unmapped codes -> no data (0)
-    for src, dst in parse_class_map(LULC_TO_DW, dw).items():
-        lut[src] = dst
-    return {
-        "sentinel2_l2a": np.stack([_read(root / "S2L2A" / f"{t}.tif") for t in TILES]),
-        "sentinel1": np.stack([_read(root / "S1RTC" / f"{t}.tif") for t in TILES]),
-        "dem": np.stack([_read(root / "DEM" / f"{t}.tif") for t in TILES]).astype(np.float32),
-        "dynamic_world": np.stack([lut[_read(root / "LULC" / f"{t}.tif")] for t in TILES]),
-    }
-
 
 def test_multimodal_pretraining_on_real_samples_runs_and_learns(terramind_dir: Path) -> None:
     cfg = GeoMeldConfig.from_preset(
@@ -53,7 +28,7 @@ def test_multimodal_pretraining_on_real_samples_runs_and_learns(terramind_dir: P
         text_config={"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
         freeze_text_tower=False,
     )
-    data = _load(terramind_dir)
+    data = read_all(terramind_dir)
     processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
     captions = [
         "a coastal lagoon and forest in southern Brazil",
@@ -64,7 +39,7 @@ def test_multimodal_pretraining_on_real_samples_runs_and_learns(terramind_dir: P
     ]
     batch = processor(
         images={k: data[k] for k in ("sentinel2_l2a", "sentinel1", "dem")},
-        band_names={"sentinel2_l2a": TERRAMIND_S2_ORDER},
+        band_names={"sentinel2_l2a": list(S2L2A_BANDS)},
         targets={"sentinel1": data["sentinel1"], "dem": data["dem"], "dynamic_world": data["dynamic_world"]},
         text=captions,
     )

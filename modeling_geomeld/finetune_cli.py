@@ -1,0 +1,133 @@
+"""`geomeld finetune`: linear probing, full fine-tuning (layer-wise lr decay) or LoRA on a downstream task,
+over several seeds, reported as mean, standard deviation and interquartile mean, as a table and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_TERRAMIND = Path(__file__).resolve().parents[2] / "shared" / "data" / "terramind-samples"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune GeoMeld-FM on a downstream task (linear probe, full, or LoRA) over several seeds",
+        description=__doc__
+        + "\n\nTasks: terramind-landcover (real TerraMesh samples, whole locations held out) and geobench:<task> "
+        "(GEO-Bench v1.0 on disk; root from --data-root or GEO_BENCH_DIR).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="terramind-landcover", help="task name (default: terramind-landcover)")
+    p.add_argument("--data-root", default=None, help="data folder of the task (default: the task's own default)")
+    p.add_argument("--checkpoint", default=None, help="GeoMeld checkpoint folder to start from (default: random init)")
+    p.add_argument("--preset", default="tiny", help="model preset when no checkpoint is given (default: tiny)")
+    p.add_argument("--mode", choices=["linear", "full", "lora", "all"], default="all", help="training mode (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--steps", type=int, default=150, help="optimiser steps per run (default: 150)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear/lora, 3e-4 full)")
+    p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay for --mode full (default: 0.75)")
+    p.add_argument("--lora-rank", type=int, default=8, help="LoRA rank (default: 8)")
+    p.add_argument("--save-adapter", default=None, help="save the last LoRA adapter here (and the merged model beside it)")
+    p.add_argument("--out", default="outputs/finetune", help="output folder for results.json (default: outputs/finetune)")
+    p.set_defaults(func=run_finetune)
+
+
+def build_task(args: argparse.Namespace, processor: Any) -> Any:
+    from dataset_scripts.tasks import terramind_landcover
+
+    if args.task == "terramind-landcover":
+        root = Path(args.data_root or os.environ.get("GEOMELD_TERRAMIND_DIR", DEFAULT_TERRAMIND))
+        if not root.is_dir():
+            raise SystemExit(f"terramind samples not found at {root}; pass --data-root or set GEOMELD_TERRAMIND_DIR")
+        return terramind_landcover(root, processor)
+    if args.task.startswith("geobench:"):
+        from dataset_scripts.tasks import geobench_task
+
+        return geobench_task(args.task.split(":", 1)[1], processor, root=args.data_root)
+    raise SystemExit(f"unknown task {args.task!r}; expected terramind-landcover or geobench:<task>")
+
+
+def score_fn(task: Any) -> Any:
+    from .evaluation import accuracy, mean_iou, micro_f1
+
+    def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        if task.kind == "segmentation":
+            res = mean_iou(logits.argmax(1).numpy(), labels.numpy(), num_labels=task.num_labels, ignore_index=-1)
+            return {"miou": float(res["mean_iou"]), "pixel_accuracy": float(res["overall_accuracy"])}
+        if task.kind == "multi_label":
+            return {"micro_f1": float(micro_f1((logits > 0).int().numpy(), labels.int().numpy()))}
+        return {"accuracy": float(accuracy(logits.argmax(1).numpy(), labels.numpy()))}
+
+    return score
+
+
+def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
+    """Write the LoRA adapter (PEFT format, safetensors) to `folder` and the merged model to `folder/merged`."""
+    peft_model.save_pretrained(folder)
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(folder / "merged")
+    print(f"saved the LoRA adapter to {folder} and the merged model to {folder / 'merged'}")
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from dataset_scripts.tasks import majority_baseline
+
+    from . import (
+        GeoMeldConfig,
+        GeoMeldForImageClassification,
+        GeoMeldForSemanticSegmentation,
+        GeoMeldImageProcessor,
+    )
+    from .finetuning import Mode, run_seeds
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint:
+        base_cfg = GeoMeldConfig.from_pretrained(args.checkpoint)
+    else:
+        base_cfg = GeoMeldConfig.from_preset(args.preset)
+    processor = GeoMeldImageProcessor.from_model_config(base_cfg, crop_size=None)
+    task = build_task(args, processor)
+    print(f"task {task.name}: {len(task.train)} train / {len(task.test)} test samples, {task.num_labels} labels ({task.description})")
+    model_cls = GeoMeldForSemanticSegmentation if task.kind == "segmentation" else GeoMeldForImageClassification
+    extra: dict[str, Any] = {"problem_type": "multi_label_classification"} if task.kind == "multi_label" else {}
+    id2label = dict(enumerate(task.label_names))
+
+    def build() -> Any:
+        if args.checkpoint:
+            return model_cls.from_pretrained(args.checkpoint, id2label=id2label, label2id={v: k for k, v in id2label.items()}, **extra)
+        cfg = GeoMeldConfig.from_preset(args.preset, id2label=id2label, label2id={v: k for k, v in id2label.items()}, **extra)
+        return model_cls(cfg)
+
+    score = score_fn(task)
+    baseline = score(majority_baseline(task), task.test.labels)
+    modes: list[Mode] = ["linear", "full", "lora"] if args.mode == "all" else [args.mode]
+    results: dict[str, Any] = {"task": task.name, "description": task.description, "majority_baseline": baseline, "modes": {}}
+    for mode in modes:
+        lr = args.lr or (3e-4 if mode == "full" else 1e-3)
+        t0 = time.time()
+        kwargs: dict[str, Any] = {"layer_decay": args.layer_decay} if mode == "full" else {}
+        if mode == "lora":
+            kwargs["lora_rank"] = args.lora_rank
+            if args.save_adapter:
+                kwargs["after_train"] = lambda seed, model: save_adapter_and_merged(model, Path(args.save_adapter))
+        res = run_seeds(build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=lr, **kwargs)
+        res["seconds"] = round(time.time() - t0, 1)
+        results["modes"][mode] = res
+    metric = task.metric
+    print(f"\n{'mode':8s} {metric + ' mean':>12s} {'std':>8s} {'IQM':>8s} {'trainable':>10s}")
+    print(f"{'majority':8s} {baseline[metric]:12.4f}")
+    for mode, res in results["modes"].items():
+        s = res["summary"][metric]
+        print(f"{mode:8s} {s['mean']:12.4f} {s['std']:8.4f} {s['iqm']:8.4f} {res['trainable_share']:9.2%}")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {out / 'results.json'}")
+    return 0
