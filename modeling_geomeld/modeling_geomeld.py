@@ -169,7 +169,7 @@ class ConvNeXtV2Block(nn.Module):
             x = x.mul_(keep.permute(0, 2, 3, 1))  # GRN statistics over visible positions only (GELU saves its input, so in place is safe)
         x = self.pwconv2(self.grn(x)).permute(0, 3, 1, 2)
         x = shortcut + self.drop_path(x)
-        return x if keep is None else x * keep
+        return x if keep is None else x.mul_(keep)  # the sum is a fresh tensor no backward needs
 
 
 class ModalityStem(nn.Module):

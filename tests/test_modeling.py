@@ -336,3 +336,31 @@ def test_remote_code_loading_in_a_process_without_the_package(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MAXDIFF"))
     assert float(line.split()[1]) == 0.0 and line.split()[2] == "GeoMeldModel"
+
+
+def test_patch_8_at_56_px_and_unshared_decoder_blocks() -> None:
+    cfg = tiny_config(encoder_config={"image_size": 56, "patch_size": 8}, decoder_config={"share_blocks": False})
+    assert cfg.encoder_config.stem_stride == 1
+    model = GeoMeldForPreTraining(cfg)
+    assert model.decoder.shared_blocks is None and set(model.decoder.blocks) == set(cfg.decoder_config.target_modalities)
+    x = inputs(["sentinel2"], batch=3, size=56)
+    mask = random_patch_mask(3, (7, 7), 0.6, generator=torch.Generator().manual_seed(0))
+    out = model(x, targets={k: v[:3, ..., :56, :56] for k, v in targets(size=56).items()}, mask=mask)
+    assert out.reconstructions["dem"].shape == (3, 2, 56, 56)
+    assert int(mask[0].sum()) == round(0.6 * 49)
+    out.loss.backward()
+    assert model.decoder.blocks["dem"][0].dwconv.weight.grad is not None
+
+
+def test_precomputed_text_features_match_the_tower() -> None:
+    model = GeoMeldModel(tiny_config()).eval()
+    c = captions()
+    with torch.no_grad():
+        hidden = model.text_model(**c).last_hidden_state
+        m = c["attention_mask"][..., None].float()
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        direct = model.get_text_features(**c)
+        cached = model.get_text_features(text_features=pooled)
+    assert torch.allclose(direct, cached, atol=1e-6)
+    with pytest.raises(ValueError, match="input_ids"):
+        model.get_text_features()
