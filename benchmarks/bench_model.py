@@ -124,31 +124,40 @@ def main(argv: list[str] | None = None) -> dict:
     steps = _time_round_robin(step_fns, args.repeats, args.warmup)
     enc = _time_round_robin(_encoder_fns(args.batch, args.size), args.repeats, args.warmup)
 
+    # median and minimum over the interleaved repeats: on a shared machine the minimum is the least disturbed run
     med = {k: statistics.median(v) for k, v in {**steps, **enc}.items()}
-    base = med["mpmae"]
-    rows = [(k, med[k], med[k] / base) for k in steps]
+    low = {k: min(v) for k, v in {**steps, **enc}.items()}
+    rows = [(k, med[k], med[k] / med["mpmae"], low[k] / low["mpmae"]) for k in steps]
     enc_ratio = med["geomeld encoder"] / med["transformers ConvNextV2Model"]
-    print(f"\nPretraining step, ConvNeXt V2-atto, {args.size} px, batch {args.batch}, {args.threads} threads (median of {args.repeats})")
-    print(f"{'variant':42s} {'s/step':>8s} {'x MP-MAE':>9s}")
-    for name, t, r in rows:
-        print(f"{name:42s} {t:8.3f} {r:9.2f}")
+    enc_ratio_min = low["geomeld encoder"] / low["transformers ConvNextV2Model"]
+    print(f"\nPretraining step, ConvNeXt V2-atto, {args.size} px, batch {args.batch}, {args.threads} threads ({args.repeats} interleaved repeats)")
+    print(f"{'variant':42s} {'median s':>9s} {'x MP-MAE':>9s} {'x (min)':>8s}")
+    for name, t, r, r_min in rows:
+        print(f"{name:42s} {t:9.3f} {r:9.2f} {r_min:8.2f}")
     print(f"\nEncoder forward+backward, dense S2, batch {args.batch}")
     for name in enc:
-        print(f"{name:42s} {med[name]:8.3f}")
-    print(f"{'ratio (ours / transformers)':42s} {enc_ratio:8.2f}")
+        print(f"{name:42s} {med[name]:9.3f}")
+    print(f"{'ratio ours / transformers (median, min)':42s} {enc_ratio:9.2f} {enc_ratio_min:9.2f}")
     goals = {
-        "all_three_over_mpmae": med["all three"] / base,
+        "all_three_over_mpmae": med["all three"] / med["mpmae"],
+        "all_three_over_mpmae_min": low["all three"] / low["mpmae"],
         "all_three_goal": 1.6,
         "encoder_over_transformers": enc_ratio,
+        "encoder_over_transformers_min": enc_ratio_min,
         "encoder_goal": 1.1,
     }
-    print(f"\ngoals: all three {goals['all_three_over_mpmae']:.2f}x (<= 1.6), encoder {enc_ratio:.2f}x (<= 1.1)")
+    print(
+        f"\ngoals: all three {goals['all_three_over_mpmae']:.2f}x median / {goals['all_three_over_mpmae_min']:.2f}x min (<= 1.6); "
+        f"encoder {enc_ratio:.2f}x / {enc_ratio_min:.2f}x (<= 1.1)"
+    )
     result = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
         "settings": vars(args),
         "seconds_median": med,
+        "seconds_min": low,
         "seconds_all": {**steps, **enc},
-        "ratios": {k: r for k, _, r in rows},
+        "ratios_median": {k: r for k, _, r, _ in rows},
+        "ratios_min": {k: r for k, _, _, r in rows},
         "goals": goals,
     }
     out = Path(args.out)

@@ -19,7 +19,9 @@ from modeling_geomeld.finetuning import TaskData
 from modeling_geomeld.modalities import get_modality
 
 #: locations held out of training in `terramind-landcover` (whole locations, never neighbouring crops)
-TERRAMIND_TEST_LOCATIONS = ("433D_629L_3_1", "637U_59R_1_3")  # Chile, Denmark
+# Tanzania (grass, crops) and Denmark (crops, grass, trees, built): every test class occurs in training
+# (Brazil, Chile, Hudson Bay), so the split measures transfer to new places, not unseen classes
+TERRAMIND_TEST_LOCATIONS = ("38D_378R_2_3", "637U_59R_1_3")
 
 
 @dataclass
@@ -80,3 +82,44 @@ def majority_baseline(task: Task) -> torch.Tensor:
     logits = torch.zeros(shape)
     logits[:, majority] = 1.0
     return logits
+
+
+def geobench_task(
+    name: str, processor: Any, root: str | Path | None = None, partition: str = "default", test_split: str = "test"
+) -> Task:
+    """A GEO-Bench v1.0 task as `Task`: the modalities the model takes, by band name, through the processor
+    (registry statistics; B10 dropped by name for 12-band models). Root from `root` or `GEO_BENCH_DIR`."""
+    from .geobench import GeoBenchTask
+
+    gb = GeoBenchTask.open(name, root)
+    preset = gb.preset
+    served = [m for m in gb.bands if m in processor.input_modalities]
+    if not served:
+        raise ValueError(
+            f"{preset.name} provides {list(gb.bands)} but the model takes {list(processor.input_modalities)}; "
+            "fine-tune a model configured with the task's modalities"
+        )
+    splits = {}
+    for split in ("train", test_split):
+        samples = list(gb.iter_samples(split, partition))
+        if not samples:
+            raise ValueError(f"{preset.name}/{partition} has no {split} samples")
+        images = {m: np.stack([s[m] for s in samples]) for m in served}
+        pixel_values, valid = _process(processor, images, {m: list(gb.bands[m]) for m in served})
+        labels = torch.as_tensor(np.stack([np.asarray(s["label"]) for s in samples]))
+        if preset.label_kind != "multi_label":
+            labels = labels.long()
+        splits[split] = TaskData(pixel_values, labels, valid)
+    kinds = {"segmentation": "segmentation", "single_label": "single_label", "multi_label": "multi_label"}
+    metric = {"mean_iou": "miou"}.get(preset.metric, preset.metric)
+    return Task(
+        name=f"geobench:{preset.name}",
+        kind=kinds[preset.label_kind],  # type: ignore[arg-type]
+        metric=metric,
+        num_labels=preset.num_classes,
+        label_names=[str(i) for i in range(preset.num_classes)],
+        train=splits["train"],
+        test=splits[test_split],
+        input_modalities={m: list(gb.bands[m]) for m in served},
+        description=f"GEO-Bench {preset.name} ({preset.label_kind}, {preset.num_classes} classes, partition {partition})",
+    )

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 #: modules that contribute subcommands, each exposing ``register(subparsers) -> None``
-SUBCOMMAND_MODULES: tuple[str, ...] = ("modeling_geomeld.demo", "modeling_geomeld.finetune_cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("modeling_geomeld.demo", "modeling_geomeld.finetune_cli", "dataset_scripts.cli")
 
 
 def _set_offline_defaults() -> None:

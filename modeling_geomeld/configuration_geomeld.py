@@ -363,6 +363,7 @@ PRETRAINING_PRESETS: dict[str, dict[str, Any]] = {
         "decoder_config": {"hidden_size": 64},
         "predictor_config": {"hidden_size": 32, "depth": 1},
         "projection_dim": 64,
+        "segmentation_channels": [48, 32, 24, 16],
     },
 }
 PRETRAINING_PRESETS["all"] = PRETRAINING_PRESETS["paper-atto"]

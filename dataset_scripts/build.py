@@ -1,0 +1,396 @@
+"""``geomeld build``: anchors from a source -> aligned samples -> signals -> Parquet shards, on Dask.
+
+The unit of work is a *shard*: ``shard_size`` consecutive anchors of the source. A Dask task aligns each
+anchor (:func:`dataset_scripts.align.align`), computes its signals, assigns its split by spatial block and
+writes the shard's rows to ``DIR/data/<naip|non_naip>/<split>-<shard>.parquet`` (temporary name, then
+rename), then a marker ``DIR/_build/shard-<shard>.json`` with what it built and quarantined. A shard
+counts as finished only once its marker exists, so ``--resume`` skips exactly the finished shards and
+redoes a shard interrupted half-way; since a shard's rows are sorted and written without timestamps, the
+redone shard is byte-identical to an uninterrupted build's.
+
+Bad input raises :class:`~dataset_scripts.types.QuarantineError` inside a task: the anchor is recorded
+with its reason and the shard goes on (``strict`` re-raises instead and the build stops). Any other
+exception fails its shard: the other shards finish, the report lists the failed ones, and ``--resume``
+retries them. Anchor ids seen twice are quarantined as ``duplicate_anchor`` here, whatever the source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .align import AlignConfig, align
+from .signals import compute_signals, signal_columns
+from .sources import open_source
+from .types import AlignedSample, AnchorRequest, QuarantineError
+from .writer import sample_row, shard_file, spatial_split, write_shard
+
+Item = AnchorRequest | AlignedSample
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to run a build.
+
+    Attributes:
+        shard_size: anchors per shard (the unit of work and of resumption).
+        workers: local Dask workers; 0 runs in this process without Dask (debugging). Ignored with
+            ``scheduler``.
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
+        processes: local workers as processes (GDAL and numpy release the GIL only in part) or threads.
+        resume: skip shards whose marker says they are finished.
+        strict: stop at the first bad input instead of quarantining it.
+        block_deg: side of the spatial blocks that decide splits, degrees.
+        split_fractions: train / validation / test shares of blocks.
+        progress: show a tqdm progress bar.
+        align: the alignment protocol's settings.
+    """
+
+    shard_size: int = 64
+    workers: int = 2
+    scheduler: str | None = None
+    processes: bool = True
+    resume: bool = False
+    strict: bool = False
+    block_deg: float = 0.5
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    progress: bool = True
+    align: AlignConfig = field(default_factory=AlignConfig)
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, found {self.shard_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (no Dask) or more, found {self.workers}")
+        if self.block_deg <= 0:
+            raise ValueError(f"block_deg must be positive, found {self.block_deg}")
+
+
+class BuildError(RuntimeError):
+    """The build could not finish: shards failed (resume retries them) or nothing was built."""
+
+
+# -- one shard ------------------------------------------------------------------------------------------------
+def marker_path(root: Path, shard: int) -> Path:
+    return root / "_build" / f"shard-{shard:05d}.json"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _record(anchor_id: str, err: QuarantineError) -> dict[str, str]:
+    return {"anchor_id": anchor_id, "reason": err.reason, "message": str(err)}
+
+
+def _check_location(sample: AlignedSample) -> None:
+    """Splits and places need a location; a pre-aligned sample (the release) may lack one."""
+    lat, lon = sample.metadata.get("lat"), sample.metadata.get("lon")
+    try:
+        ok = lat is not None and lon is not None and -90 <= float(lat) <= 90 and -180 <= float(lon) <= 180
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise QuarantineError(
+            "missing_location",
+            f"sample {sample.tile_id!r}: expected lat/lon in degrees, found lat={lat!r}, lon={lon!r}",
+        )
+
+
+def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
+    """Align, measure and write one shard; returns (and writes as the shard's marker) its summary."""
+    out = Path(root)
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    quarantined: list[dict[str, str]] = []
+    for item in items:
+        anchor_id = item.tile_id if isinstance(item, AlignedSample) else item.anchor_id
+        try:
+            sample = item if isinstance(item, AlignedSample) else align(item, options.align)
+            _check_location(sample)
+            signals = compute_signals(sample)
+        except QuarantineError as err:
+            if options.strict:
+                raise
+            quarantined.append(_record(anchor_id, err))
+            continue
+        split = spatial_split(
+            sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions
+        )
+        row = sample_row(sample, signals, split, signal_columns(signals))
+        rows.setdefault(("naip" if row["has_naip"] else "non_naip", split), []).append(row)
+    files = []
+    for (subset, split), group in sorted(rows.items()):
+        path = shard_file(out, subset, split, shard)
+        write_shard(group, path)
+        files.append(
+            {"path": path.relative_to(out).as_posix(), "subset": subset, "split": split, "rows": len(group)}
+        )
+    summary = {
+        "shard": shard,
+        "anchors": len(items),
+        "built": sum(f["rows"] for f in files),
+        "files": files,
+        "quarantined": quarantined,
+    }
+    _write_json(marker_path(out, shard), summary)
+    return summary
+
+
+def finished(root: Path, shard: int) -> dict[str, Any] | None:
+    """The summary of a finished shard (marker present and all its files there), else ``None``."""
+    path = marker_path(root, shard)
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if not all((root / f["path"]).is_file() for f in summary["files"]):
+        return None
+    return summary
+
+
+# -- planning ---------------------------------------------------------------------------------------------------
+def _plan(
+    items: Iterator[Item], shard_size: int, duplicates: list[dict[str, str]], strict: bool
+) -> Iterator[tuple[int, list[Item]]]:
+    """Consecutive shards of ``shard_size`` anchors; repeated anchor ids are held back as duplicates."""
+    seen: set[str] = set()
+    batch: list[Item] = []
+    shard = 0
+    for item in items:
+        anchor_id = item.tile_id if isinstance(item, AlignedSample) else item.anchor_id
+        if anchor_id in seen:
+            err = QuarantineError(
+                "duplicate_anchor", f"anchor id {anchor_id!r}: expected unique ids, found it again"
+            )
+            if strict:
+                raise err
+            duplicates.append(_record(anchor_id, err))
+            continue
+        seen.add(anchor_id)
+        batch.append(item)
+        if len(batch) == shard_size:
+            yield shard, batch
+            shard, batch = shard + 1, []
+    if batch:
+        yield shard, batch
+
+
+def _clean_temporaries(root: Path) -> None:
+    """Remove half-written files of an interrupted run (they never carry a final name)."""
+    for tmp in list(root.glob("data/*/.*.tmp")) + list(root.glob("_build/.*.tmp")):
+        tmp.unlink()
+
+
+# -- execution ---------------------------------------------------------------------------------------------------
+class _Runner:
+    """Runs shards either in-process or on a Dask cluster, with a bounded number in flight."""
+
+    def __init__(self, options: BuildOptions):
+        self.options = options
+        self.client: Any = None
+        self.cluster: Any = None
+        if options.scheduler:
+            from distributed import Client
+
+            self.client = Client(options.scheduler)
+        elif options.workers > 0:
+            from distributed import Client, LocalCluster
+
+            self.cluster = LocalCluster(
+                n_workers=options.workers,
+                threads_per_worker=1,
+                processes=options.processes,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+            self.client = Client(self.cluster)
+        self.limit = 2 * max(1, len(self.client.scheduler_info()["workers"]) if self.client else 1)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def run(
+        self, shards: Iterator[tuple[int, list[Item]]], root: Path
+    ) -> Iterator[tuple[int, int, dict[str, Any] | BaseException]]:
+        """Yield ``(shard, anchors, summary or exception)`` as shards complete."""
+        if self.client is None:
+            for shard, items in shards:
+                try:
+                    yield shard, len(items), process_shard(shard, items, str(root), self.options)
+                except QuarantineError:
+                    raise
+                except Exception as err:  # a failed shard must not stop the others; resume retries it
+                    yield shard, len(items), err
+            return
+        from distributed import wait
+
+        pending: dict[Any, tuple[int, int]] = {}
+
+        def drain(return_when: str) -> Iterator[tuple[int, int, dict[str, Any] | BaseException]]:
+            done, _ = wait(list(pending), return_when=return_when)
+            for future in sorted(done, key=lambda f: pending[f][0]):
+                shard, count = pending.pop(future)
+                err = future.exception()
+                if isinstance(err, QuarantineError):
+                    raise err
+                yield shard, count, err if err is not None else future.result()
+
+        for shard, items in shards:
+            future = self.client.submit(process_shard, shard, items, str(root), self.options, pure=False)
+            pending[future] = (shard, len(items))
+            if len(pending) >= self.limit:
+                yield from drain("FIRST_COMPLETED")
+        while pending:
+            yield from drain("FIRST_COMPLETED")
+
+
+@dataclass
+class BuildReport:
+    """What a build did: the JSON report's content (``DIR/build_report.json``)."""
+
+    source: str
+    tried: int = 0
+    built: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    quarantined_anchors: list[dict[str, str]] = field(default_factory=list)
+    shards_written: int = 0
+    shards_resumed: int = 0
+    failed_shards: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        """A few human lines: tried, built, quarantined by reason, splits, shards."""
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.quarantined.items())) or "none"
+        splits = ", ".join(f"{k} {v}" for k, v in sorted(self.rows.items())) or "none"
+        lines = [
+            f"source: {self.source}",
+            f"anchors tried {self.tried}, built {self.built}, quarantined {sum(self.quarantined.values())} ({reasons})",
+            f"rows by subset/split: {splits}",
+            f"shards written {self.shards_written}, resumed {self.shards_resumed}, failed {len(self.failed_shards)}; "
+            f"{self.elapsed_s:.1f} s",
+        ]
+        if self.failed_shards:
+            lines.append(
+                "failed shards (rerun with --resume): "
+                + ", ".join(str(f["shard"]) for f in self.failed_shards)
+            )
+        return "\n".join(lines)
+
+
+def _merge(report: BuildReport, summary: dict[str, Any], resumed: bool) -> None:
+    report.tried += summary["anchors"]
+    report.built += summary["built"]
+    report.quarantined_anchors.extend(summary["quarantined"])
+    for f in summary["files"]:
+        key = f"{f['subset']}/{f['split']}"
+        report.rows[key] = report.rows.get(key, 0) + f["rows"]
+    if resumed:
+        report.shards_resumed += 1
+    else:
+        report.shards_written += 1
+
+
+def _resumable(
+    shards: Iterator[tuple[int, list[Item]]], root: Path, report: BuildReport, resume: bool, on_skip: Any
+) -> Iterator[tuple[int, list[Item]]]:
+    for shard, items in shards:
+        summary = finished(root, shard) if resume else None
+        if summary is not None:
+            _merge(report, summary, resumed=True)
+            on_skip(len(items))
+            continue
+        yield shard, items
+
+
+def _check_plan(root: Path, source: str, options: BuildOptions, source_options: dict[str, Any]) -> None:
+    """Record what decides shard contents; a resume with other settings would mix two different builds."""
+    plan = {
+        "source": source,
+        "source_options": {k: str(v) for k, v in sorted(source_options.items())},
+        "shard_size": options.shard_size,
+        "block_deg": options.block_deg,
+        "split_fractions": list(options.split_fractions),
+        "align": asdict(options.align),
+    }
+    path = root / "_build" / "plan.json"
+    if options.resume and path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in plan if before.get(k) != plan[k])
+        if changed:
+            raise ValueError(
+                f"cannot resume {root}: expected the settings of the interrupted build, found {changed} changed "
+                f"(before: {[before.get(k) for k in changed]}, now: {[plan[k] for k in changed]})"
+            )
+    _write_json(path, plan)
+
+
+def build(
+    source: str, out: str | Path, options: BuildOptions | None = None, **source_options: Any
+) -> BuildReport:
+    """Build a GeoMeld dataset from ``source`` (``KIND:LOCATION``) into ``out``; writes the report and card.
+
+    Raises :class:`BuildError` when shards failed or nothing was built (the report is written first), and
+    :class:`QuarantineError` on the first bad input when ``options.strict``.
+    """
+    from tqdm.auto import tqdm
+
+    from .card import write_card
+
+    options = options or BuildOptions()
+    root = Path(out).expanduser().resolve()
+    (root / "_build").mkdir(parents=True, exist_ok=True)
+    _check_plan(root, source, options, source_options)
+    _clean_temporaries(root)
+    src = open_source(source, strict=options.strict, **source_options)
+    report = BuildReport(source=src.describe())
+    duplicates: list[dict[str, str]] = []
+    started = time.perf_counter()
+    bar = tqdm(unit="anchor", desc="geomeld build", disable=not options.progress)
+    runner = _Runner(options)
+    try:
+        plan = _resumable(
+            _plan(iter(src.anchors()), options.shard_size, duplicates, options.strict),
+            root,
+            report,
+            options.resume,
+            bar.update,
+        )
+        for shard, count, result in runner.run(plan, root):
+            bar.update(count)
+            if isinstance(result, BaseException):
+                report.tried += count
+                report.failed_shards.append({"shard": shard, "error": f"{type(result).__name__}: {result}"})
+            else:
+                _merge(report, result, resumed=False)
+    finally:
+        bar.close()
+        runner.close()
+    source_records = [asdict(r) if not isinstance(r, dict) else r for r in getattr(src, "quarantined", [])]
+    extra = source_records + duplicates
+    report.tried += len(extra)
+    report.quarantined_anchors = sorted(
+        report.quarantined_anchors + extra, key=lambda r: (r["anchor_id"], r["reason"])
+    )
+    report.quarantined = dict(sorted(Counter(r["reason"] for r in report.quarantined_anchors).items()))
+    report.elapsed_s = round(time.perf_counter() - started, 3)
+    _write_json(root / "build_report.json", asdict(report))
+    if report.built:
+        write_card(root)
+    if report.failed_shards:
+        raise BuildError(
+            f"{len(report.failed_shards)} shard(s) failed; rerun with --resume\n{report.summary()}"
+        )
+    if not report.built:
+        raise BuildError(f"nothing was built\n{report.summary()}")
+    return report

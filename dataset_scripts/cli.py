@@ -1,0 +1,178 @@
+"""``geomeld build``, ``geomeld stats`` and ``geomeld card``: the dataset builder's command line.
+
+Register with ``register(subparsers)`` (listed in ``modeling_geomeld.cli.SUBCOMMAND_MODULES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, found {text!r}")
+    return key.replace("-", "_"), value
+
+
+def _add_build(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "build",
+        help="build the aligned multimodal dataset (Parquet shards) from local files, STAC or the release",
+        description="Align every anchor's layers onto one UTM grid (128 x 128 at 10 m by default), compute its "
+        "signals, and write Parquet shards under OUT/data/ plus a dataset card OUT/README.md and a build report "
+        "OUT/build_report.json. Bad inputs are quarantined with a reason and the build goes on. Exits non-zero "
+        "when nothing was built or a shard failed (rerun with --resume).",
+    )
+    p.add_argument(
+        "--source",
+        required=True,
+        help="KIND:LOCATION. manifest:PATH (CSV or JSON Lines, one row per raster file: anchor_id, modality, "
+        "path, bands, datetime, lat, lon, class_map), stac:URL_OR_CATALOG (needs --option anchors=PATH), or "
+        "geomeld-release:PATH (the authors' WebDataset .tar shards)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder (created if missing)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local Dask workers, one process each (default 2); 0 runs in this process without Dask",
+    )
+    where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument(
+        "--threads", action="store_true", help="local workers as threads in this process, not processes"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="skip shards an earlier run finished (their markers exist)"
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad input instead of quarantining it"
+    )
+    p.add_argument(
+        "--shard-size", type=int, default=64, help="anchors per shard, the unit of work (default 64)"
+    )
+    p.add_argument("--size-px", type=int, default=128, help="grid side in pixels (default 128)")
+    p.add_argument("--gsd", type=float, default=10.0, help="grid resolution in metres (default 10)")
+    p.add_argument(
+        "--max-cloud-cover",
+        type=float,
+        default=10.0,
+        help="Sentinel-2 cloud cover limit, percent (default 10)",
+    )
+    p.add_argument(
+        "--max-offset-days",
+        type=float,
+        default=15.0,
+        help="S1 / Dynamic World window around the S2 date (default 15)",
+    )
+    p.add_argument(
+        "--block-deg",
+        type=float,
+        default=0.5,
+        help="spatial block size deciding splits, degrees (default 0.5)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the source, repeatable (e.g. --option anchors=anchors.csv for stac:)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from .align import AlignConfig
+    from .build import BuildError, BuildOptions, build
+    from .types import QuarantineError
+
+    options = BuildOptions(
+        shard_size=args.shard_size,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        processes=not args.threads,
+        resume=args.resume,
+        strict=args.strict,
+        block_deg=args.block_deg,
+        progress=not args.no_progress,
+        align=AlignConfig(
+            size_px=args.size_px,
+            gsd=args.gsd,
+            max_cloud_cover=args.max_cloud_cover,
+            max_offset_days=args.max_offset_days,
+        ),
+    )
+    try:
+        report = build(args.source, args.out, options, **dict(args.option))
+    except QuarantineError as err:
+        print(f"geomeld build --strict: bad input ({err.reason}): {err}", file=sys.stderr)
+        return 1
+    except (BuildError, ValueError) as err:
+        print(f"geomeld build: {err}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _add_stats(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "stats",
+        help="compute per-band normalisation statistics of a built dataset",
+        description="Per-band mean and std of continuous layers (Sentinel-2 L1C and L2A apart) and class "
+        "frequencies of class maps, over the train split; writes DIR/stats.json and refreshes DIR/README.md.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder written by `geomeld build`")
+    p.add_argument("--max-samples", type=int, default=10000, help="samples to read at most (default 10000)")
+    p.add_argument("--split", default="train", help="split to read (default train; 'all' reads every split)")
+    p.set_defaults(func=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from .stats import write_stats
+
+    try:
+        stats = write_stats(args.dataset, args.max_samples, None if args.split == "all" else args.split)
+    except ValueError as err:
+        print(f"geomeld stats: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"statistics of {stats['samples']} samples for {', '.join(stats['bands'])} -> {args.dataset / 'stats.json'}"
+    )
+    return 0
+
+
+def _add_card(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "card",
+        help="(re)write the dataset card README.md of a built dataset",
+        description="Write DIR/README.md: YAML configs (default, naip, non_naip) with the splits present so "
+        "load_dataset(DIR) works map-style and streaming, licences and attribution, and the statistics of "
+        "`geomeld stats`.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder written by `geomeld build`")
+    p.set_defaults(func=_run_card)
+
+
+def _run_card(args: argparse.Namespace) -> int:
+    from .card import write_card
+
+    try:
+        path = write_card(args.dataset)
+    except ValueError as err:
+        print(f"geomeld card: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``build``, ``stats`` and ``card`` subcommands."""
+    _add_build(subparsers)
+    _add_stats(subparsers)
+    _add_card(subparsers)

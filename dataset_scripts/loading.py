@@ -1,0 +1,94 @@
+"""Rows of a built GeoMeld dataset -> named arrays per modality.
+
+One row (from ``load_dataset(DIR)``, streaming or not, or from pyarrow ``to_pylist``) holds each layer as
+bytes plus ``_shape``, ``_dtype`` and ``_bands`` columns (see :mod:`dataset_scripts.writer`):
+
+* :func:`decode_row` -> ``{modality: ndarray (bands, H, W)}`` for the layers present;
+* :func:`band_names` -> ``{modality: [band names]}``, to carry band order by name into the model
+  (``modeling_geomeld.modalities.reorder_bands``);
+* :func:`decode_batch` -> the ``with_transform`` form: ``ds.with_transform(decode_batch)`` decodes on access.
+
+All three work on rows that ``datasets.distributed.split_dataset_by_node`` hands a rank, since they need
+nothing but the row itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from modeling_geomeld.modalities import MODALITIES
+
+from .writer import LAYERS
+
+
+def _layers(wanted: Iterable[str] | None) -> tuple[str, ...]:
+    if wanted is None:
+        return LAYERS
+    names = tuple(wanted)
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown:
+        raise ValueError(f"unknown modalities {unknown}; expected names from {list(LAYERS)}")
+    return names
+
+
+def decode_layer(raw: bytes | None, shape: Iterable[int] | None, dtype: str | None) -> np.ndarray | None:
+    """One layer's bytes -> array (a read-only view on the bytes; copy before writing into it)."""
+    if raw is None:
+        return None
+    if shape is None or dtype is None:
+        raise ValueError("a layer's bytes need its _shape and _dtype columns; found one of them null")
+    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape([int(s) for s in shape])
+
+
+def decode_row(
+    row: Mapping[str, Any], modalities: Iterable[str] | None = None, class_indices: bool = False
+) -> dict[str, np.ndarray]:
+    """``{modality: (bands, H, W) array}`` for the layers present in ``row`` (absent layers are left out).
+
+    ``class_indices=True`` maps class maps from product codes to contiguous indices (int64, -1 no-data),
+    the form the model's losses take.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in _layers(modalities):
+        array = decode_layer(row.get(name), row.get(f"{name}_shape"), row.get(f"{name}_dtype"))
+        if array is None:
+            continue
+        out[name] = (
+            MODALITIES[name].codes_to_indices(array)
+            if class_indices and MODALITIES[name].is_categorical
+            else array
+        )
+    return out
+
+
+def band_names(row: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{modality: band names of its stored array}`` for the layers present in ``row``."""
+    return {n: list(row[f"{n}_bands"]) for n in LAYERS if row.get(n) is not None}
+
+
+def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) -> dict[str, list[Any]]:
+    """A ``with_transform`` / batched ``map`` function: layer bytes -> arrays (``None`` where absent).
+
+    Other columns pass through unchanged; the ``_shape``/``_dtype`` columns are consumed.
+    """
+    out: dict[str, list[Any]] = {}
+    consumed = {c for n in LAYERS for c in (n, f"{n}_shape", f"{n}_dtype")}
+    for key, values in batch.items():
+        if key not in consumed:
+            out[key] = values
+    for name in LAYERS:
+        if name not in batch:
+            continue
+        arrays = []
+        for raw, shape, dtype in zip(
+            batch[name], batch[f"{name}_shape"], batch[f"{name}_dtype"], strict=True
+        ):
+            array = decode_layer(raw, shape, dtype)
+            if array is not None and class_indices and MODALITIES[name].is_categorical:
+                array = MODALITIES[name].codes_to_indices(array)
+            arrays.append(array)
+        out[name] = arrays
+    return out
