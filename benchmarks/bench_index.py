@@ -24,7 +24,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +95,9 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits) / k)
 
 
-def single_query_latencies(search, queries: np.ndarray, warmup: int = 5) -> np.ndarray:
+def single_query_latencies(
+    search: Callable[[np.ndarray], object], queries: np.ndarray, warmup: int = 5
+) -> np.ndarray:
     """Seconds per one-query call, as the Space issues them; a few warm-up calls are not counted."""
     for q in queries[:warmup]:
         search(q[None, :])
@@ -108,6 +110,7 @@ def single_query_latencies(search, queries: np.ndarray, warmup: int = 5) -> np.n
 
 
 def index_bytes(index: faiss.Index) -> int:
+    """Serialised size: the codes, ids and centroids, without allocator slack (RSS growth shows that)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "index.faiss")
         faiss.write_index(index, path)
@@ -215,7 +218,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="FAISS OpenMP threads")
     p.add_argument("--chunk", type=int, default=250_000, help="vectors generated and added per step")
     p.add_argument("--memory-budget-gb", type=float, default=2.0)
-    p.add_argument("--kinds", default="auto", help="comma list: auto and/or ivf_sq8, ivf_pq, hnsw_sq8")
+    p.add_argument(
+        "--kinds", default="auto", help="comma list: auto and/or ivf_fp16, ivf_sq8, ivf_pq, hnsw_sq8, flat"
+    )
     p.add_argument("--nprobe", default="", help="comma list of extra nprobe values to sweep on IVF indexes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/index.json"))

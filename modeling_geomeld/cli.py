@@ -14,7 +14,13 @@ import sys
 from collections.abc import Sequence
 
 #: modules that contribute subcommands, each exposing ``register(subparsers) -> None``
-SUBCOMMAND_MODULES: tuple[str, ...] = ("modeling_geomeld.demo", "modeling_geomeld.finetune_cli", "dataset_scripts.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "modeling_geomeld.demo",
+    "modeling_geomeld.pretrain_cli",
+    "modeling_geomeld.finetune_cli",
+    "dataset_scripts.cli",
+    "dataset_scripts.captions.cli",
+)
 
 
 def _set_offline_defaults() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,11 @@ class GeoMeldTrainer(Trainer):
             raise ValueError("the batch produced no loss: it holds no target, no masked valid pixel and no caption")
         return (loss, outputs) if return_outputs else loss
 
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """The Trainer's 6 x tokens x parameters estimate, with pixels of every input modality as tokens."""
+        pixels = sum(v[:, 0].numel() for v in inputs.get("pixel_values", {}).values())
+        return 6 * pixels * self.model.num_parameters(exclude_embeddings=True)
+
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:
             for key, values in self._parts.items():
@@ -131,3 +137,168 @@ class GeoMeldTrainer(Trainer):
                     logs[key] = float(np.mean(values))
             self._parts.clear()
         super().log(logs, *args, **kwargs)
+
+
+def row_to_sample(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of a built GeoMeld dataset -> the collator's sample form (layers keyed by registry name, with the
+    Sentinel-2 product variant, so L1C and L2A get their own statistics)."""
+    from dataset_scripts.loading import band_names, decode_row
+
+    arrays, bands = decode_row(row), band_names(row)
+    product = row.get("s2_product") or "l2a"
+
+    def key(name: str) -> str:
+        return f"sentinel2_{product}" if name == "sentinel2" else name
+
+    return {
+        "tile_id": row.get("tile_id"),
+        "arrays": {key(k): v for k, v in arrays.items()},
+        "bands": {key(k): bands[k] for k in arrays},
+        "caption": row.get("caption") or None,
+    }
+
+
+class RowCollator(PretrainingCollator):
+    """`PretrainingCollator` over raw dataset rows (what the Trainer's data loader hands over)."""
+
+    def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return super().__call__([row_to_sample(r) for r in samples])
+
+
+def model_card(config: Any, *, dataset: str, preset: str, history: Sequence[Mapping[str, float]], steps: int) -> str:
+    """A model card (README.md) with model-index metadata, data, objectives, measured losses, limitations."""
+    last = {k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, float)}
+    objectives = [name for name, on in (("MP-MAE", config.use_mpmae), ("JEPA", config.use_jepa), ("ITC", config.use_itc)) if on]
+    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(last.items()) if "loss" in k or k.startswith("mpmae/"))
+    enc = config.encoder_config
+    return f"""---
+license: apache-2.0
+library_name: transformers
+tags: [remote-sensing, earth-observation, sentinel-2, geomeld, convnextv2]
+datasets: [{dataset}]
+model-index:
+- name: GeoMeld-FM ({preset})
+  results: []
+---
+
+# GeoMeld-FM ({preset})
+
+A multimodal ConvNeXt V2 encoder (depths {enc.depths}, dims {enc.dims}) pretrained with {", ".join(objectives)}
+on `{dataset}` for {steps} steps. Inputs: {", ".join(f"{m} ({len(b)} bands)" for m, b in enc.input_modalities.items())};
+masking ratio {enc.mask_ratio}, patch {enc.patch_size} at {enc.image_size} px.
+
+```python
+from transformers import AutoModel, AutoProcessor
+model = AutoModel.from_pretrained("PATH", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("PATH", trust_remote_code=True)
+```
+
+## Training losses (last logged step)
+
+| part | value |
+|---|---|
+{results}
+
+## Limitations
+
+Losses above are training losses; evaluate downstream (`geomeld finetune`) before relying on the encoder.
+Band order is carried by name: give the processor `band_names` for files in another order.
+
+## Licence
+
+Code Apache-2.0. Weights inherit the terms of the training data (see the dataset card).
+"""
+
+
+def pretrain(
+    dataset: str,
+    output_dir: str,
+    *,
+    preset: str = "tiny",
+    max_steps: int = 100,
+    batch_size: int = 8,
+    learning_rate: float = 1.5e-4,
+    warmup_steps: int = 10,
+    gradient_accumulation_steps: int = 1,
+    save_steps: int = 50,
+    streaming: bool = False,
+    resume: bool = False,
+    seed: int = 0,
+    logging_steps: int = 5,
+    config_overrides: Mapping[str, Any] | None = None,
+    init_text_from_minilm: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Pretrain `GeoMeldForPreTraining` on a built dataset (folder or hub id) with the transformers Trainer:
+    AdamW, warm-up + cosine decay, clipping at 1.0, bf16 where the hardware has it, gradient accumulation,
+    the EMA callback, every loss part logged, CSV log and loss plot; saves weights, code, processor and card."""
+    import os
+
+    from datasets import load_dataset
+    from transformers import TrainingArguments
+
+    from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
+    from .text import init_text_tower_from_minilm, load_text_tokenizer
+    from .training import plot_losses
+
+    path = os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
+    train = load_dataset(path, split="train", streaming=streaming)
+    config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random"), load_text_tokenizer())
+    torch.manual_seed(seed)
+    model = GeoMeldForPreTraining(config)
+    if init_text_from_minilm:
+        init_text_tower_from_minilm(model)
+    use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    args = TrainingArguments(
+        output_dir=output_dir,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        weight_decay=0.05,
+        warmup_steps=warmup_steps,
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        bf16=use_bf16,
+        logging_steps=logging_steps,
+        save_steps=save_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        report_to=[],
+        ddp_find_unused_parameters=True,  # targets absent from a batch leave their heads unused
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = GeoMeldTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        data_collator=RowCollator(processor),
+        callbacks=[EMACallback(), *callbacks],
+    )
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    if trainer.is_world_process_zero():
+        out = Path(output_dir)
+        trainer.save_model(output_dir)
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the release folder ships safetensors + JSON only
+        processor.image_processor.crop_mode = "center"
+        processor.save_pretrained(output_dir)
+        _write_csv(history, out / "log.csv")
+        if history:
+            plot_losses([{k: float(v) for k, v in h.items() if "loss" in k or k.startswith("mpmae/")} for h in history], out / "loss.png")
+        (out / "README.md").write_text(model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step))
+    return {"history": history, "global_step": trainer.state.global_step}
+
+
+def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import csv
+
+    keys = sorted({k for h in history for k in h})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)

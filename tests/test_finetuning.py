@@ -137,3 +137,26 @@ def test_interquartile_mean_and_summary() -> None:
     assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1414, abs=1e-3)
     with pytest.raises(ValueError):
         interquartile_mean([])
+
+
+def test_finetune_command_on_a_geobench_fixture(tmp_path: Path) -> None:
+    """`geomeld finetune --task geobench:...` end to end on a GEO-Bench-layout fixture: table and JSON out."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_geobench import make_geobench
+
+    from modeling_geomeld.cli import main
+
+    root = make_geobench(tmp_path / "geobench", size=32)
+    out = tmp_path / "out"
+    code = main(
+        ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "linear",
+         "--seeds", "0", "1", "--steps", "3", "--batch-size", "2", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    summary = result["modes"]["linear"]["summary"]["micro_f1"]
+    assert 0.0 <= summary["mean"] <= 1.0 and summary["n"] == 2.0
+    assert [r["seed"] for r in result["modes"]["linear"]["per_seed"]] == [0, 1]

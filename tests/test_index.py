@@ -65,17 +65,21 @@ def large_kind() -> str:
     return choose_kind(2_500_000, 256)["kind"]
 
 
-def ivf_centroids(index: EmbeddingIndex) -> np.ndarray:
+def trained_state(index: EmbeddingIndex) -> np.ndarray:
+    """Coarse centroids followed by the scalar quantiser's trained ranges: what a retrain would change."""
     ivf = faiss.extract_index_ivf(index.index)
-    return ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist).ravel()
+    return np.concatenate([centroids, faiss.vector_to_array(faiss.downcast_index(ivf).sq.trained)])
 
 
 # ------------------------------------------------------------------------------------------ kind choice
 def test_choose_kind_by_size_and_budget() -> None:
     assert choose_kind(1_000, 256)["kind"] == "flat"
     assert choose_kind(EXACT_MAX_VECTORS, 256)["kind"] == "flat"
+    # The most accurate encoding that fits: fp16 at 1M, 8-bit at 2.5M where fp16's build outgrows 2 GB.
+    assert choose_kind(1_000_000, 256)["kind"] == "ivf_fp16"
     big = choose_kind(2_500_000, 256)
-    assert big["kind"].startswith("ivf_")
+    assert big["kind"] == "ivf_sq8"
     assert big["nlist"] == 4096
     assert estimate_bytes(big["kind"], 2_500_000, 256, big["nlist"]) <= DEFAULT_MEMORY_BUDGET_BYTES
     # A tight budget falls back to product quantisation with as many sub-quantisers as fit.
@@ -104,7 +108,7 @@ def test_flat_search_equals_numpy_brute_force() -> None:
 
 
 # ----------------------------------------------------------------------------------- approximate search
-@pytest.mark.parametrize("kind", [large_kind(), "hnsw_sq8"])
+@pytest.mark.parametrize("kind", ["ivf_fp16", "ivf_sq8", "hnsw_sq8"])
 def test_approximate_recall_at_10(kind: str) -> None:
     x = clustered(5000, centres=60, seed=2)
     q = clustered(200, centres=60, seed=99)  # held out: same mixture, not in the index
@@ -120,7 +124,7 @@ def test_add_after_save_and_load_keeps_ids_and_centroids(tmp_path: Path) -> None
     x = clustered(3000, seed=3)
     index = EmbeddingIndex(DIM, 3000, kind=large_kind())
     index.add(x[:2000], tile_ids(0, 2000), places(2000))
-    centroids = ivf_centroids(index)
+    trained = trained_state(index)
     index.save(tmp_path / "idx")
 
     manifest = json.loads((tmp_path / "idx" / MANIFEST_FILE).read_text())
@@ -130,7 +134,7 @@ def test_add_after_save_and_load_keeps_ids_and_centroids(tmp_path: Path) -> None
     assert len((tmp_path / "idx" / MAPPING_FILE).read_text().splitlines()) == 2000
 
     loaded = EmbeddingIndex.load(tmp_path / "idx")
-    np.testing.assert_array_equal(ivf_centroids(loaded), centroids)
+    np.testing.assert_array_equal(trained_state(loaded), trained)
     assert loaded.row_of("tile-01234") == 1234
     assert loaded.metadata_of(7) == places(2000)[7]
     before = loaded.search(x[:5], k=5)
@@ -138,8 +142,8 @@ def test_add_after_save_and_load_keeps_ids_and_centroids(tmp_path: Path) -> None
 
     rows = loaded.add(x[2000:], tile_ids(2000, 1000))
     np.testing.assert_array_equal(rows, np.arange(2000, 3000))
-    # No retraining: the coarse centroids are exactly those trained on the first batch.
-    np.testing.assert_array_equal(ivf_centroids(loaded), centroids)
+    # No retraining: centroids and quantiser ranges are exactly those trained on the first batch.
+    np.testing.assert_array_equal(trained_state(loaded), trained)
     assert len(loaded) == 3000 and loaded.row_of("tile-01234") == 1234 and loaded.id_of(2500) == "tile-02500"
     top1 = loaded.search(x[2990:3000], k=1)
     assert [ids[0] for ids in top1.ids] == tile_ids(2990, 10)

@@ -42,6 +42,13 @@ def register(subparsers: Any) -> None:
         "--seed", type=int, default=0, help="seed of the template grammar and of LM sampling (default 0)"
     )
     p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a GeoMeld checkpoint folder (model + processor): rank candidates by image-text similarity "
+        "instead of fact coverage (reads the imagery)",
+    )
+    p.add_argument(
         "--no-repair",
         action="store_true",
         help="reject candidates with a contradicted claim instead of removing the clause",
@@ -89,6 +96,7 @@ def run_caption(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    evaluator = _similarity_evaluator(args.checkpoint) if args.checkpoint is not None else None
     done = skipped = 0
     without = 0
     for shard in shards:
@@ -96,10 +104,17 @@ def run_caption(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         records = {}
-        for row in iter_shard(shard):
+        for row in iter_shard(shard, with_images=evaluator is not None):
             sheet = build_fact_sheet(row.tile_id, row.signals, row.metadata, water_layout(row.arrays))
+            embedding = evaluator.similarity.embed_image(row.images, row.image_bands) if evaluator else None
             result = caption_sample(
-                sheet, captioners, k=args.candidates, seed=args.seed, repair=not args.no_repair
+                sheet,
+                captioners,
+                k=args.candidates,
+                seed=args.seed,
+                evaluator=evaluator,
+                image_embedding=embedding,
+                repair=not args.no_repair,
             )
             records[row.tile_id] = result.to_dict()
             without += result.caption is None
@@ -110,3 +125,16 @@ def run_caption(args: argparse.Namespace) -> int:
         json.dumps({"shards_captioned": done, "shards_skipped": skipped, "samples_without_caption": without})
     )
     return 0
+
+
+def _similarity_evaluator(checkpoint: Path) -> Any:
+    """An evaluator ranking by image-text similarity with the GeoMeld checkpoint in ``checkpoint``."""
+    from transformers import AutoModel, AutoProcessor
+
+    import modeling_geomeld  # noqa: F401  (registers GeoMeld with the Auto classes)
+
+    from .evaluator import Evaluator, GeoMeldSimilarity
+
+    model = AutoModel.from_pretrained(str(checkpoint), local_files_only=True).eval()
+    processor = AutoProcessor.from_pretrained(str(checkpoint), local_files_only=True)
+    return Evaluator(GeoMeldSimilarity(model, processor))
