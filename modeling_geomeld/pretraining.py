@@ -128,7 +128,8 @@ class GeoMeldTrainer(Trainer):
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's 6 x tokens x parameters estimate, with pixels of every input modality as tokens."""
         pixels = sum(v[:, 0].numel() for v in inputs.get("pixel_values", {}).values())
-        return 6 * pixels * self.model.num_parameters(exclude_embeddings=True)
+        model: Any = self.model
+        return int(6 * pixels * model.num_parameters(exclude_embeddings=True))
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:
