@@ -29,7 +29,7 @@ class PretrainingCollator:
     def __init__(self, processor: Any, use_captions: bool = True):
         self.processor = processor
         self.image_processor = getattr(processor, "image_processor", processor)
-        self.tokenizer = getattr(processor, "tokenizer", None)
+        self.tokenizer: Any = getattr(processor, "tokenizer", None)
         self.use_captions = use_captions and self.tokenizer is not None
 
     def _split(self, sample: Mapping[str, Any]) -> tuple[dict, dict, dict, dict]:
