@@ -50,6 +50,8 @@ class BuildOptions:
         split_fractions: train / validation / test shares of blocks.
         progress: show a tqdm progress bar.
         align: the alignment protocol's settings.
+        caption: caption every sample with the grounded template captioner as it is built (verified
+            against its own signals; `geomeld caption` re-captions a built dataset with other captioners).
     """
 
     shard_size: int = 64
@@ -62,6 +64,7 @@ class BuildOptions:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     progress: bool = True
     align: AlignConfig = field(default_factory=AlignConfig)
+    caption: bool = False
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -125,6 +128,10 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
             sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions
         )
         row = sample_row(sample, signals, split, signal_columns(signals))
+        if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
+            from .captions.pipeline import caption_aligned_sample
+
+            row["caption"] = caption_aligned_sample(sample, signals).caption or ""
         rows.setdefault(("naip" if row["has_naip"] else "non_naip", split), []).append(row)
     files = []
     for (subset, split), group in sorted(rows.items()):
@@ -322,6 +329,7 @@ def _check_plan(root: Path, source: str, options: BuildOptions, source_options: 
         "block_deg": options.block_deg,
         "split_fractions": list(options.split_fractions),
         "align": asdict(options.align),
+        "caption": options.caption,
     }
     path = root / "_build" / "plan.json"
     if options.resume and path.is_file():

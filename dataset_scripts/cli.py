@@ -83,6 +83,9 @@ def _add_build(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="an option for the source, repeatable (e.g. --option anchors=anchors.csv for stac:)",
     )
+    p.add_argument(
+        "--caption", action="store_true", help="caption each sample with the grounded template captioner while building"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_build)
 
@@ -101,6 +104,7 @@ def _run_build(args: argparse.Namespace) -> int:
         strict=args.strict,
         block_deg=args.block_deg,
         progress=not args.no_progress,
+        caption=args.caption,
         align=AlignConfig(
             size_px=args.size_px,
             gsd=args.gsd,

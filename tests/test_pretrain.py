@@ -65,3 +65,16 @@ def test_pretrain_writes_a_loadable_release_and_resume_matches(dataset: Path, tm
     resumed = _run(dataset, tmp_path / "resumed", resume=True)
     assert resumed["global_step"] == 4
     assert resumed["history"][-1]["loss"] == pytest.approx(parts["loss"], abs=1e-4)
+
+
+def test_build_with_captions_stage(terramind_dir: Path, tmp_path: Path) -> None:
+    """The captioning stage of the build fills every row's caption with verified text."""
+    from datasets import load_dataset
+
+    rows = [r for t in TERRAMIND_IDS for r in terramind_rows(terramind_dir, t)]
+    manifest = write_manifest(rows, tmp_path / "manifest.csv")
+    build(f"manifest:{manifest}", tmp_path / "ds", BuildOptions(workers=0, progress=False, caption=True))
+    ds = load_dataset(str(tmp_path / "ds"))
+    captions = {r["tile_id"]: r["caption"] for split in ds.values() for r in split}
+    assert len(captions) == 5 and all(len(c) > 20 for c in captions.values())
+    assert any(w in captions["609U_541L_3_0"].lower() for w in ("snow", "ice"))
