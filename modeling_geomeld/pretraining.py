@@ -303,3 +303,60 @@ def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
+
+
+@torch.no_grad()
+def evaluate_pretraining(model: Any, processor: Any, rows: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Held-out evaluation of a `GeoMeldForPreTraining` on dataset rows (centre crops, one seeded mask):
+
+    * per target modality, the masked-pixel reconstruction error against the error of predicting the
+      per-band mean of the same pixels (MSE for continuous targets; for class maps, accuracy against the
+      majority class);
+    * image -> caption and caption -> image retrieval recalls (R@1/5/10, both directions) when rows have
+      captions, with chance level.
+    Returns the numbers and the batch/outputs needed for plots under `"_batch"` / `"_outputs"`.
+    """
+    from .evaluation import retrieval_recall
+
+    model.eval()
+    samples = [row_to_sample(r) for r in rows]
+    batch = PretrainingCollator(processor)(samples)
+    generator = torch.Generator().manual_seed(seed)
+    out = model(**batch, generator=generator)
+    patch = model.config.encoder_cfg.patch_size
+    mask_px = out.mask.repeat_interleave(patch, 1).repeat_interleave(patch, 2)  # (B, H, W)
+    recon: dict[str, Any] = {}
+    targets = dict(batch.get("targets", {}))
+    for name, pred in (out.reconstructions or {}).items():
+        target = targets.get(name)
+        if target is None:
+            continue
+        if get_modality(name).is_categorical:
+            keep = mask_px & (target >= 0)
+            if keep.sum() == 0:
+                continue
+            acc = float((pred.argmax(1)[keep] == target[keep]).float().mean())
+            majority = int(torch.bincount(target[keep]).argmax())
+            recon[name] = {"accuracy": acc, "majority_accuracy": float((target[keep] == majority).float().mean())}
+            continue
+        if name in set(model.config.decoder_cfg.norm_pix_loss_modalities or []):
+            continue  # per-patch normalised target: its loss is reported, not a raw-unit ratio
+        keep = mask_px[:, None].expand_as(target) & torch.isfinite(target)
+        if keep.sum() == 0:
+            continue
+        t = torch.nan_to_num(target)
+        band_mean = (t * keep).sum((0, 2, 3), keepdim=True) / keep.sum((0, 2, 3), keepdim=True).clamp_min(1)
+        mse = float(((pred - t) ** 2)[keep].mean())
+        base = float(((band_mean.expand_as(t) - t) ** 2)[keep].mean())
+        recon[name] = {"mse": mse, "mean_predictor_mse": base, "ratio": mse / base if base > 0 else float("nan")}
+    result: dict[str, Any] = {"reconstruction": recon, "n": len(rows), "loss": float(out.loss) if out.loss is not None else None}
+    if out.jepa_loss is not None:
+        result["jepa_loss"] = float(out.jepa_loss)
+    if "input_ids" in batch:
+        geomeld = model.geomeld
+        image = geomeld.get_image_features(batch["pixel_values"], batch["valid_mask"]).numpy()
+        text = geomeld.get_text_features(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).numpy()
+        result["retrieval"] = retrieval_recall(image_embeddings=image, text_embeddings=text) if len(rows) > 1 else {}
+        result["retrieval_chance_R@1"] = 1.0 / len(rows)
+    result["_batch"], result["_outputs"] = batch, out
+    return result
