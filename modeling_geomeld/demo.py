@@ -107,7 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     torch.manual_seed(args.seed)
-    size_px = 128  # the GeoMeld grid: 1.28 km at 10 m
+    size_px, min_coverage = 128, 0.999  # the GeoMeld grid: 1.28 km at 10 m
     if args.manifest:
         manifest = Path(args.manifest).resolve()
         source = f"your manifest {manifest}"
@@ -115,10 +115,12 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"[1/5] extracting the real BigEarthNet-MM examples (bigearthnet-common) into {out / 'bigearthnet'}")
         manifest = write_manifest(extract_examples(out / "bigearthnet"), out / "bigearthnet" / "manifest.csv")
         source = "BigEarthNet-MM examples from bigearthnet-common (6 S2 L2A patches + S1)"
-        size_px = 112  # BigEarthNet patches cover 1.2 km: a 1.28 km footprint (rotated into the local zone) leaves them
+        # BigEarthNet patches cover 1.2 km in their file's UTM zone; rotated into the anchor's own zone a 1.2 km
+        # footprint, plus the resampling margin of the 60 m bands, pokes out at the edges: those become no data
+        size_px, min_coverage = 120, 0.8
     print(f"[2/5] building and captioning a GeoMeld dataset from {manifest}")
     dataset_dir = out / "dataset"
-    options = BuildOptions(workers=0, progress=False, caption=True, align=AlignConfig(size_px=size_px))
+    options = BuildOptions(workers=0, progress=False, caption=True, align=AlignConfig(size_px=size_px, min_coverage=min_coverage))
     build(f"manifest:{manifest}", dataset_dir, options)
     dataset = load_dataset(str(dataset_dir))
     train_rows, eval_rows, eval_note = _rows(dataset)
