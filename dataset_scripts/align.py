@@ -576,12 +576,13 @@ def _check_window(
         if name not in times:
             continue
         when = times[name]
-        offsets[name] = None if s2_time is None or when is None else _days(when, s2_time)
-        if offsets[name] is not None and abs(offsets[name]) > config.max_offset_days:
+        offset_days = None if s2_time is None or when is None else _days(when, s2_time)
+        offsets[name] = offset_days
+        if offset_days is not None and abs(offset_days) > config.max_offset_days:
             raise QuarantineError(
                 "date_outside_window",
                 f"anchor {anchor_id!r}: expected {name} within {config.max_offset_days:g} days of the Sentinel-2 date "
-                f"{iso(s2_time)}, found {iso(when)} ({offsets[name]:+.1f} days)",
+                f"{iso(s2_time)}, found {iso(when)} ({offset_days:+.1f} days)",
             )
     return offsets
 
@@ -670,6 +671,7 @@ def _sentinel2_checks(
     variant = layers[0].variant
     offset = _radiometric_offset(layers, variant, stack, given)
     scene = _scene_cloud_cover(layers)
+    cover: float | None
     if scene is not None:
         cover, source, tile_fraction = scene, "metadata", None
     else:

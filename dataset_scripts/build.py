@@ -133,7 +133,7 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
 
             row["caption"] = caption_aligned_sample(sample, signals).caption or ""
         rows.setdefault(("naip" if row["has_naip"] else "non_naip", split), []).append(row)
-    files = []
+    files: list[dict[str, Any]] = []
     for (subset, split), group in sorted(rows.items()):
         path = shard_file(out, subset, split, shard)
         write_shard(group, path)

@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from dataset_scripts.build import BuildOptions, build
 
     from . import GeoMeldForPreTraining, GeoMeldProcessor
-    from .pretraining import evaluate_pretraining, pretrain
+    from .pretraining import evaluate_pretraining, pretrain, row_to_sample
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print("[4/5] evaluating reconstructions against a mean predictor, and image <-> caption retrieval")
     model = GeoMeldForPreTraining.from_pretrained(ckpt)
     processor = GeoMeldProcessor.from_pretrained(ckpt)
-    result = evaluate_pretraining(model, processor, eval_rows, seed=args.seed)
+    result = evaluate_pretraining(model, processor, [row_to_sample(r) for r in eval_rows], seed=args.seed)
     _reconstruction_figure(result, out / "reconstructions.png")
 
     print("[5/5] reloading the checkpoint in a fresh process with AutoModel(trust_remote_code=True)")

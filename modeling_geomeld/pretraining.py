@@ -306,11 +306,13 @@ def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate_pretraining(model: Any, processor: Any, rows: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Held-out evaluation of a `GeoMeldForPreTraining` on dataset rows (centre crops, one seeded mask):
+def evaluate_pretraining(model: Any, processor: Any, samples: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Held-out evaluation of a `GeoMeldForPreTraining` on collator samples (`row_to_sample` of dataset rows;
+    centre crops, one seeded mask):
 
     * per target modality, the masked-pixel reconstruction error against the error of predicting the
-      per-band mean of the same pixels (MSE for continuous targets; for class maps, accuracy against the
+      per-band mean of the same pixels -- the best constant predictor, so beating it beats the training mean
+      too (MSE for continuous targets; for class maps, accuracy against the
       majority class);
     * image -> caption and caption -> image retrieval recalls (R@1/5/10, both directions) when rows have
       captions, with chance level.
@@ -319,8 +321,7 @@ def evaluate_pretraining(model: Any, processor: Any, rows: Sequence[Mapping[str,
     from .evaluation import retrieval_recall
 
     model.eval()
-    samples = [row_to_sample(r) for r in rows]
-    batch = PretrainingCollator(processor)(samples)
+    batch = PretrainingCollator(processor)(list(samples))
     generator = torch.Generator().manual_seed(seed)
     out = model(**batch, generator=generator)
     patch = model.config.encoder_cfg.patch_size
@@ -349,14 +350,15 @@ def evaluate_pretraining(model: Any, processor: Any, rows: Sequence[Mapping[str,
         mse = float(((pred - t) ** 2)[keep].mean())
         base = float(((band_mean.expand_as(t) - t) ** 2)[keep].mean())
         recon[name] = {"mse": mse, "mean_predictor_mse": base, "ratio": mse / base if base > 0 else float("nan")}
-    result: dict[str, Any] = {"reconstruction": recon, "n": len(rows), "loss": float(out.loss) if out.loss is not None else None}
+    n = len(samples)
+    result: dict[str, Any] = {"reconstruction": recon, "n": n, "loss": float(out.loss) if out.loss is not None else None}
     if out.jepa_loss is not None:
         result["jepa_loss"] = float(out.jepa_loss)
     if "input_ids" in batch:
         geomeld = model.geomeld
         image = geomeld.get_image_features(batch["pixel_values"], batch["valid_mask"]).numpy()
         text = geomeld.get_text_features(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).numpy()
-        result["retrieval"] = retrieval_recall(image_embeddings=image, text_embeddings=text) if len(rows) > 1 else {}
-        result["retrieval_chance_R@1"] = 1.0 / len(rows)
+        result["retrieval"] = retrieval_recall(image_embeddings=image, text_embeddings=text) if n > 1 else {}
+        result["retrieval_chance_R@1"] = 1.0 / n
     result["_batch"], result["_outputs"] = batch, out
     return result
