@@ -292,7 +292,7 @@ def pretrain(
         if history:
             plot_losses([{k: float(v) for k, v in h.items() if "loss" in k or k.startswith("mpmae/")} for h in history], out / "loss.png")
         (out / "README.md").write_text(model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step))
-    return {"history": history, "global_step": trainer.state.global_step}
+    return {"history": history, "global_step": trainer.state.global_step, "model": model}
 
 
 def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
