@@ -15,6 +15,7 @@ nothing but the row itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,33 @@ def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) ->
             arrays.append(array)
         out[name] = arrays
     return out
+
+
+def content_fingerprint(folder: str | Path) -> str:
+    """A fingerprint of a built dataset's shards (relative path, size, modification time of every Parquet file)."""
+    import hashlib
+
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("data/**/*.parquet")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_geomeld(path: str | Path, split: str | None = None, streaming: bool = False, **kwargs: Any) -> Any:
+    """`datasets.load_dataset` for a GeoMeld dataset folder or hub id.
+
+    datasets 5 keys its Arrow cache of a local folder by the folder's name and the card's configs, not by the
+    files' content: two different builds in folders of the same name (``.../dataset``) share one cache and the
+    second load silently returns the first build. For local folders this helper gives every content state
+    its own cache (``cache_dir`` under ``~/.cache/geomeld/<fingerprint>``, or under the ``cache_dir`` given).
+    """
+    from datasets import load_dataset
+
+    local = Path(path).expanduser()
+    if local.is_dir():
+        base = Path(kwargs.pop("cache_dir", None) or Path.home() / ".cache" / "geomeld")
+        kwargs["cache_dir"] = str(base / content_fingerprint(local))
+        path = str(local.resolve())
+    return load_dataset(str(path), split=split, streaming=streaming, **kwargs)

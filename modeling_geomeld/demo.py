@@ -94,11 +94,10 @@ def _reconstruction_figure(result: dict[str, Any], path: Path) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from datasets import load_dataset
-
     from dataset_scripts.align import AlignConfig
     from dataset_scripts.bigearthnet import extract_examples, write_manifest
     from dataset_scripts.build import BuildOptions, build
+    from dataset_scripts.loading import load_geomeld
 
     from . import GeoMeldForPreTraining, GeoMeldProcessor
     from .pretraining import evaluate_pretraining, pretrain, row_to_sample
@@ -122,7 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
     dataset_dir = out / "dataset"
     options = BuildOptions(workers=0, progress=False, caption=True, align=AlignConfig(size_px=size_px, min_coverage=min_coverage))
     build(f"manifest:{manifest}", dataset_dir, options)
-    dataset = load_dataset(str(dataset_dir))
+    dataset = load_geomeld(dataset_dir)
     train_rows, eval_rows, eval_note = _rows(dataset)
     print(f"      {sum(len(s) for s in dataset.values())} samples; evaluation on {len(eval_rows)} {eval_note}")
     for r in train_rows[:3]:

@@ -233,17 +233,16 @@ def pretrain(
     """Pretrain `GeoMeldForPreTraining` on a built dataset (folder or hub id) with the transformers Trainer:
     AdamW, warm-up + cosine decay, clipping at 1.0, bf16 where the hardware has it, gradient accumulation,
     the EMA callback, every loss part logged, CSV log and loss plot; saves weights, code, processor and card."""
-    import os
 
-    from datasets import load_dataset
     from transformers import TrainingArguments
+
+    from dataset_scripts.loading import load_geomeld
 
     from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
     from .text import init_text_tower_from_minilm, load_text_tokenizer
     from .training import plot_losses
 
-    path = os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
-    train = load_dataset(path, split="train", streaming=streaming)
+    train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
     processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random"), load_text_tokenizer())
     torch.manual_seed(seed)

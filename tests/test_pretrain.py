@@ -78,3 +78,17 @@ def test_build_with_captions_stage(terramind_dir: Path, tmp_path: Path) -> None:
     captions = {r["tile_id"]: r["caption"] for split in ds.values() for r in split}
     assert len(captions) == 5 and all(len(c) > 20 for c in captions.values())
     assert any(w in captions["609U_541L_3_0"].lower() for w in ("snow", "ice"))
+
+
+def test_same_named_dataset_folders_never_share_a_cache(terramind_dir: Path, tmp_path: Path) -> None:
+    """datasets 5 caches local folders by name and configs; load_geomeld keys the cache by content."""
+    from dataset_scripts.loading import load_geomeld
+
+    ids = {}
+    for name, tiles in (("a", TERRAMIND_IDS[:2]), ("b", TERRAMIND_IDS[2:])):
+        rows = [r for t in tiles for r in terramind_rows(terramind_dir, t)]
+        manifest = write_manifest(rows, tmp_path / f"{name}.csv")
+        build(f"manifest:{manifest}", tmp_path / name / "dataset", BuildOptions(workers=0, progress=False))
+        ds = load_geomeld(tmp_path / name / "dataset", cache_dir=tmp_path / "cache")
+        ids[name] = {r["tile_id"] for split in ds.values() for r in split}
+    assert ids["a"] == set(TERRAMIND_IDS[:2]) and ids["b"] == set(TERRAMIND_IDS[2:])
