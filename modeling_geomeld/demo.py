@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--manifest", default=None, help="a builder manifest to use instead of the BigEarthNet examples")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    p.add_argument("--steps", type=int, default=150, help="pretraining steps (default: 150)")
+    p.add_argument("--steps", type=int, default=300, help="pretraining steps (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--no-serve", action="store_true", help="do not start the retrieval Space afterwards")
     p.set_defaults(func=run_demo)
