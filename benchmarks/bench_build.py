@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,18 +24,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shard-size", type=int, default=8, help="anchors per shard (default 8)")
     parser.add_argument("--out", default="benchmarks/results/build.json", help="JSON output path")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _build_helpers import TERRAMIND_IDS, terramind_rows, write_manifest
     from distributed import Client, LocalCluster
 
     from dataset_scripts.build import BuildOptions, build
+    from dataset_scripts.terramind import LOCATIONS, write_terramind_manifest
 
     tmp = Path(tempfile.mkdtemp())
-    rows = []
-    for i in range(args.anchors):
-        tile = TERRAMIND_IDS[i % len(TERRAMIND_IDS)]
-        rows += terramind_rows(Path(args.root), tile, anchor_id=f"{tile}-{i:04d}")
-    manifest = write_manifest(rows, tmp / "manifest.csv")
+    copies = max(1, args.anchors // len(LOCATIONS))
+    manifest = write_terramind_manifest(args.root, tmp / "manifest.csv", copies=copies)
+    args.anchors = copies * len(LOCATIONS)
     results = {}
     for workers in (0, 1, 2):
         t0 = time.perf_counter()

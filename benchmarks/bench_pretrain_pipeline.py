@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,19 +28,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="benchmarks/results/pretrain_pipeline.json", help="JSON output path")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _build_helpers import TERRAMIND_IDS, terramind_rows, write_manifest
-    from datasets import load_dataset
-
     from dataset_scripts.build import BuildOptions, build
+    from dataset_scripts.loading import load_geomeld
+    from dataset_scripts.terramind import write_terramind_manifest
     from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
     from modeling_geomeld.pretraining import RowCollator
     from modeling_geomeld.text import load_text_tokenizer
 
     tmp = Path(tempfile.mkdtemp())
-    rows = [r for t in TERRAMIND_IDS for r in terramind_rows(Path(args.root), t)]
-    build(f"manifest:{write_manifest(rows, tmp / 'm.csv')}", tmp / "ds", BuildOptions(workers=0, progress=False, caption=True))
-    data = load_dataset(str(tmp / "ds"), split="train")
+    manifest = write_terramind_manifest(args.root, tmp / "m.csv")
+    build(f"manifest:{manifest}", tmp / "ds", BuildOptions(workers=0, progress=False, caption=True))
+    data = load_geomeld(tmp / "ds", split="train")
     cfg = GeoMeldConfig.from_preset("paper-atto")
     collate = RowCollator(GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg, crop_mode="random"), load_text_tokenizer()))
     model = GeoMeldForPreTraining(cfg).train()

@@ -119,15 +119,3 @@ def read_patch(patch: BigEarthNetPatch) -> dict[str, np.ndarray]:
     if patch.s1_files:
         out["sentinel1"] = np.stack([read(patch.s1_files[p]) for p in ("VV", "VH")])
     return out
-
-
-def caption_from_labels(labels: list[str]) -> str:
-    """A plain caption from CORINE labels (the grounded captioner replaces this once a dataset is built)."""
-    names = [lab[0].lower() + lab[1:] for lab in labels]
-    if len(names) == 1:
-        return f"A Sentinel-2 patch of {names[0]}."
-    return f"A Sentinel-2 patch of {', '.join(names[:-1])} and {names[-1]}."
-
-
-def labels_path(dest: str | Path) -> Path:
-    return Path(dest) / "labels.json"

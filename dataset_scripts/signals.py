@@ -11,7 +11,7 @@ absent is ``None``; the captioning code is written against this schema):
   pixels (every class listed, zeros included, so the keys never vary).
 * ``water``: ``detected`` (at least :data:`WATER_DETECTED_PERCENT` % of the tile), ``percentage`` and the
   layer it came from, in order of preference: Dynamic World (same date as Sentinel-2), ESA WorldCover
-  (annual), MNDWI > 0 on Sentinel-2. (``"jrc"`` is part of the schema; the registry has no JRC
+  (annual), MNDWI > 0 on Sentinel-2 excluding snow (same ratio; snow is bright in the NIR). (``"jrc"`` is part of the schema; the registry has no JRC
   surface-water layer yet, so no sample uses it today.)
 * ``terrain``: elevation min/mean/max, relief, mean slope (m, degrees), the majority geomorphon landform
   and the landform fractions (:func:`geomorphons`).
@@ -191,8 +191,10 @@ def _water(
         pct, source = 100.0 * wc["permanent water bodies"], "esa_worldcover"
     elif refl is not None:
         mndwi = _ratio(refl["B03"], refl["B11"])
-        finite = np.isfinite(mndwi)
-        pct, source = (100.0 * float((mndwi[finite] > 0).mean()) if finite.any() else 0.0), "mndwi"
+        finite = np.isfinite(mndwi) & np.isfinite(refl["B08"])
+        # snow shares MNDWI's signature (it is the same ratio as NDSI); water is dark in the NIR, snow is not
+        water = (mndwi > 0) & ~_snow_mask(refl)
+        pct, source = (100.0 * float(water[finite].mean()) if finite.any() else 0.0), "mndwi"
     else:
         return None
     pct = round(min(max(pct, 0.0), 100.0), 2)
@@ -256,11 +258,15 @@ def _snow(dw: Mapping[str, float] | None, refl: Mapping[str, np.ndarray] | None)
         return round(float(dw["snow and ice"]), 4)
     if refl is None:
         return None
-    ndsi = _ratio(refl["B03"], refl["B11"])
-    finite = np.isfinite(ndsi) & np.isfinite(refl["B08"])
+    finite = np.isfinite(_ratio(refl["B03"], refl["B11"])) & np.isfinite(refl["B08"])
     if not finite.any():
         return None
-    return round(float(((ndsi > 0.4) & (refl["B08"] > 0.11))[finite].mean()), 4)
+    return round(float(_snow_mask(refl)[finite].mean()), 4)
+
+
+def _snow_mask(refl: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Snow pixels by Hall et al.'s rule: NDSI > 0.4 and NIR reflectance > 0.11 (water stays below it)."""
+    return (_ratio(refl["B03"], refl["B11"]) > 0.4) & (refl["B08"] > 0.11)
 
 
 def _cloud(metadata: Mapping[str, Any]) -> float | None:

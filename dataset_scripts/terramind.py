@@ -9,6 +9,8 @@ Esri/Impact Observatory land cover.
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,54 @@ def split_into_crops(array: np.ndarray, size: int) -> np.ndarray:
     rows, cols = h // size, w // size
     a = array[:, :, : rows * size, : cols * size].reshape(n, c, rows, size, cols, size)
     return a.transpose(0, 2, 4, 1, 3, 5).reshape(n * rows * cols, c, size, size)
+
+
+MANIFEST_FIELDS = ["anchor_id", "modality", "path", "bands", "datetime", "lat", "lon", "class_map", "cloud_cover"]
+
+
+def s2_datetime(root: str | Path, tile: str) -> str:
+    """The S2 files carry no date; the LULC layer, derived from the same S2 scene, does."""
+    import rasterio
+
+    with rasterio.open(Path(root) / "LULC" / f"{tile}.tif") as ds:
+        return str(ds.tags()["datetime"])
+
+
+def manifest_rows(root: str | Path, tile: str, *, product: str = "l2a", anchor_id: str | None = None) -> list[dict]:
+    """Builder manifest rows for one location: S2 (L2A or L1C), S1 (VV, VH), DEM (elevation) and LULC mapped
+    onto Dynamic World. `anchor_id` renames the anchor (the same files under several ids, for benchmarks)."""
+    root = Path(root)
+    anchor = anchor_id or tile
+    folder = FOLDERS["sentinel2_l2a" if product == "l2a" else "sentinel2_l1c"]
+    return [
+        {"anchor_id": anchor, "modality": f"sentinel2_{product}", "path": str(root / folder / f"{tile}.tif"),
+         "datetime": s2_datetime(root, tile), "cloud_cover": "" if product == "l2a" else "1.5"},
+        {"anchor_id": anchor, "modality": "sentinel1", "path": str(root / "S1RTC" / f"{tile}.tif"), "bands": "VV,VH"},
+        {"anchor_id": anchor, "modality": "dem", "path": str(root / "DEM" / f"{tile}.tif"), "bands": "elevation"},
+        {"anchor_id": anchor, "modality": "dynamic_world", "path": str(root / "LULC" / f"{tile}.tif"),
+         "class_map": LULC_TO_DYNAMIC_WORLD},
+    ]  # fmt: skip
+
+
+def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """A manifest file, CSV or JSON Lines by suffix."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            writer.writerows([{k: r.get(k, "") for k in MANIFEST_FIELDS} for r in rows])
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_terramind_manifest(root: str | Path, path: str | Path, copies: int = 1) -> Path:
+    """A manifest over every location (`copies` > 1 repeats them under distinct anchor ids)."""
+    tiles = list(LOCATIONS)
+    rows = [
+        r
+        for i in range(copies * len(tiles))
+        for r in manifest_rows(root, tiles[i % len(tiles)], anchor_id=None if copies == 1 else f"{tiles[i % len(tiles)]}-{i:04d}")
+    ]
+    return write_manifest(rows, path)

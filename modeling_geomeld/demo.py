@@ -9,7 +9,8 @@
    all-MiniLM-L6-v2 text tower) with the Trainer, and saves weights, code, processor and model card.
 4. Evaluates on the held-out split (all rows when no split is held out): reconstruction error per target
    against a mean predictor, and image <-> caption retrieval; reloads the checkpoint in a fresh process
-   with `trust_remote_code`; writes DIR/results.json, DIR/loss.png and DIR/reconstructions.png.
+   with `trust_remote_code`; writes DIR/results.json, DIR/loss.png, DIR/reconstructions.png and DIR/sample.png
+   (every layer of a held-out sample with its caption).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from dataset_scripts.align import AlignConfig
     from dataset_scripts.bigearthnet import extract_examples, write_manifest
     from dataset_scripts.build import BuildOptions, build
-    from dataset_scripts.loading import load_geomeld
+    from dataset_scripts.loading import band_names, decode_row, load_geomeld
+    from dataset_scripts.plotting import plot_sample
 
     from . import GeoMeldForPreTraining, GeoMeldProcessor
     from .pretraining import evaluate_pretraining, pretrain, row_to_sample
@@ -141,6 +143,8 @@ def run_demo(args: argparse.Namespace) -> int:
     processor = GeoMeldProcessor.from_pretrained(ckpt)
     result = evaluate_pretraining(model, processor, [row_to_sample(r) for r in eval_rows], seed=args.seed)
     _reconstruction_figure(result, out / "reconstructions.png")
+    first = eval_rows[0]
+    plot_sample(decode_row(first), band_names(first), title=f"{first['tile_id']}: {first['caption']}", path=out / "sample.png")
 
     print("[5/5] reloading the checkpoint in a fresh process with AutoModel(trust_remote_code=True)")
     code = (

@@ -25,19 +25,16 @@ HELD_OUT_CROPS = (5, 8)
 
 def terramind_samples(root: str | Path, tiles: tuple[str, ...], crop: int = 64) -> list[dict[str, Any]]:
     """Collator samples (arrays by registry name, band names, caption) for the crops of `tiles`."""
-    import rasterio
-
     from dataset_scripts.align import slope_degrees
     from dataset_scripts.captions.pipeline import caption_aligned_sample
     from dataset_scripts.signals import compute_signals
-    from dataset_scripts.terramind import LOCATIONS, S2L2A_BANDS, read_tile, split_into_crops
+    from dataset_scripts.terramind import LOCATIONS, S2L2A_BANDS, read_tile, s2_datetime, split_into_crops
     from dataset_scripts.types import AlignedSample
 
     samples = []
     for tile in tiles:
         layers = read_tile(root, tile)
-        with rasterio.open(Path(root) / "LULC" / f"{tile}.tif") as src:
-            when = src.tags().get("datetime", "")[:19]
+        when = s2_datetime(root, tile)[:19]
         _, lat, lon = LOCATIONS[tile]
         crops = {k: split_into_crops(v[None], crop) for k, v in layers.items()}
         for i in range(len(crops["sentinel2_l2a"])):

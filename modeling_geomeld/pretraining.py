@@ -240,7 +240,6 @@ def pretrain(
 
     from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
     from .text import init_text_tower_from_minilm, load_text_tokenizer
-    from .training import plot_losses
 
     train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
@@ -361,3 +360,28 @@ def evaluate_pretraining(model: Any, processor: Any, samples: Sequence[Mapping[s
         result["retrieval_chance_R@1"] = 1.0 / n
     result["_batch"], result["_outputs"] = batch, out
     return result
+
+
+def plot_losses(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """A loss-curve figure, one line per loss part (log scale), written to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    keys = sorted({k for h in history for k in h})
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key in keys:
+        ys = [h.get(key, np.nan) for h in history]
+        ax.plot(range(1, len(ys) + 1), ys, label=key, lw=1.5 if key == "loss" else 1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("GeoMeld-FM pretraining")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -101,7 +101,7 @@ def test_fallbacks_without_land_cover_layers() -> None:
     rng = np.random.default_rng(0)
     s2 = rng.uniform(500, 3000, (12, 32, 32)).astype(np.float32)
     names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-    s2[2, :, :16], s2[10, :, :16] = 800, 100  # water on the left half: MNDWI > 0
+    s2[2, :, :16], s2[10, :, :16], s2[7, :, :16] = 800, 100, 300  # water on the left half: MNDWI > 0, dark NIR
     s2[2, :, 16:], s2[10, :, 16:] = 600, 2500  # land on the right half
     canopy = np.stack([np.full((32, 32), 12.0, dtype=np.float32), np.ones((32, 32), dtype=np.float32)])
     canopy[0, :8] = 1.0
@@ -155,3 +155,13 @@ def test_season_by_hemisphere_and_place_lookup() -> None:
     assert season(7, 10.0) is None
     hit = place(55.6761, 12.5683)
     assert hit["country_code"] == "DK" and hit["nearest_place"] == "Copenhagen" and hit["distance_km"] < 5
+
+
+def test_snow_is_not_water_without_land_cover(terramind_dir: Path) -> None:
+    """Snow shares MNDWI's signature; with only Sentinel-2 the snowy Hudson Bay tile must not read as a lake."""
+    sample = _sample(terramind_dir, "609U_541L_3_0")
+    sample.arrays.pop("dynamic_world")
+    sample.bands.pop("dynamic_world")
+    sig = compute_signals(sample)
+    assert sig["water"]["source"] == "mndwi"
+    assert sig["water"]["percentage"] < 5.0 and sig["snow_fraction"] > 0.9
