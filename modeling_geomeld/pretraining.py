@@ -26,8 +26,9 @@ from .modalities import get_modality, resolve
 class PretrainingCollator:
     """Collate decoded samples into a `GeoMeldForPreTraining` batch (see module docstring)."""
 
-    def __init__(self, processor: Any, use_captions: bool = True):
+    def __init__(self, processor: Any, use_captions: bool = True, with_targets: bool = True):
         self.processor = processor
+        self.with_targets = with_targets
         self.image_processor = getattr(processor, "image_processor", processor)
         self.tokenizer: Any = getattr(processor, "tokenizer", None)
         self.use_captions = use_captions and self.tokenizer is not None
@@ -35,7 +36,7 @@ class PretrainingCollator:
     def _split(self, sample: Mapping[str, Any]) -> tuple[dict, dict, dict, dict]:
         images, image_bands, targets, target_bands = {}, {}, {}, {}
         inputs = self.image_processor.input_modalities
-        wanted_targets = self.image_processor.target_modalities
+        wanted_targets = self.image_processor.target_modalities if self.with_targets else {}
         for key, array in sample["arrays"].items():
             mod, _ = resolve(key)
             bands = list(sample["bands"][key])

@@ -86,10 +86,12 @@ class SearchFilter:
 
     bbox: ``(min_lon, min_lat, max_lon, max_lat)`` in degrees, inclusive, against metadata ``lon``/``lat``.
     date_range: ``(start, end)`` inclusive, against metadata ``date`` (or ``datetime``), ISO strings or dates.
+    countries: ISO 3166 alpha-2 codes (any of them), against metadata ``country_code``; case-insensitive.
     """
 
     bbox: tuple[float, float, float, float] | None = None
     date_range: tuple[str | date, str | date] | None = None
+    countries: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
@@ -104,10 +106,14 @@ class SearchFilter:
             start, end = (_to_day(v) for v in self.date_range)
             if np.isnat(start) or np.isnat(end) or start > end:
                 raise ValueError(f"date_range must be two dates with start <= end, found {self.date_range!r}")
+        if self.countries is not None:
+            if isinstance(self.countries, str) or not all(isinstance(c, str) and c for c in self.countries):
+                raise ValueError(f"countries must be a sequence of country codes, found {self.countries!r}")
+            object.__setattr__(self, "countries", tuple(c.upper() for c in self.countries))
 
     @property
     def active(self) -> bool:
-        return self.bbox is not None or self.date_range is not None
+        return self.bbox is not None or self.date_range is not None or bool(self.countries)
 
 
 @dataclass
@@ -259,11 +265,15 @@ class EmbeddingIndex:
         self._lon = np.empty(0, dtype=np.float64)
         self._lat = np.empty(0, dtype=np.float64)
         self._day = np.empty(0, dtype="datetime64[D]")
+        self._country = np.empty(0, dtype=object)
 
     # ----------------------------------------------------------------------------------------- construction
     @property
     def kind(self) -> str:
         return str(self.params["kind"])
+
+    def __contains__(self, tile_id: object) -> bool:
+        return tile_id in self._row_of
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -384,6 +394,8 @@ class EmbeddingIndex:
         self._lat = np.concatenate([self._lat, [_float_or_nan(m.get("lat")) for m in metadata]])
         days = np.array([_to_day(m.get("date", m.get("datetime"))) for m in metadata], dtype="datetime64[D]")
         self._day = np.concatenate([self._day, days])
+        codes = np.array([str(m.get("country_code") or "").upper() for m in metadata], dtype=object)
+        self._country = np.concatenate([self._country, codes])
 
     # --------------------------------------------------------------------------------------------- search
     def search(
@@ -455,6 +467,8 @@ class EmbeddingIndex:
         if flt.date_range is not None:
             start, end = (_to_day(v) for v in flt.date_range)
             allowed &= ~np.isnat(self._day) & (self._day >= start) & (self._day <= end)
+        if flt.countries:
+            allowed &= np.isin(self._country, list(flt.countries))
         return allowed
 
     def _result(self, scores: np.ndarray, rows: np.ndarray) -> SearchResult:
@@ -470,6 +484,10 @@ class EmbeddingIndex:
 
     def id_of(self, row: int) -> str:
         return self._ids[row]
+
+    def countries(self) -> list[str]:
+        """The distinct country codes in the metadata, sorted (what a region filter can offer)."""
+        return sorted({c for c in self._country.tolist() if c})
 
     def metadata_of(self, row: int) -> dict[str, Any]:
         """A copy of the row's metadata, so callers cannot change what the index filters on."""
@@ -532,6 +550,7 @@ class EmbeddingIndex:
         self._lon = np.empty(0, dtype=np.float64)
         self._lat = np.empty(0, dtype=np.float64)
         self._day = np.empty(0, dtype="datetime64[D]")
+        self._country = np.empty(0, dtype=object)
         ids, metadata = _read_mapping(src / MAPPING_FILE)
         if len(ids) != self.index.ntotal:
             raise ValueError(f"{MAPPING_FILE} must have {self.index.ntotal} rows, found {len(ids)}")

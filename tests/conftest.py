@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,33 @@ def worldcover_dir() -> Path:
             f"WorldCover crop not found at {WORLDCOVER} (set GEOMELD_SHARED_DATA to the shared data folder)"
         )
     return WORLDCOVER
+
+
+@pytest.fixture(scope="session")
+def space_assets(terramind_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Dataset, tiny checkpoint and retrieval index shared by the Space tests (see tests/_space_helpers.py)."""
+    from _space_helpers import build_collection, tiny_checkpoint
+
+    from space_app.retrieval import build_index
+
+    root = tmp_path_factory.mktemp("space")
+    dataset = build_collection(terramind_dir, root)
+    checkpoint = tiny_checkpoint(root / "checkpoint")
+    build_index(checkpoint, dataset, root / "index", batch_size=8, progress=False)
+    return {"root": root, "dataset": dataset, "checkpoint": checkpoint, "index": root / "index"}
+
+
+@pytest.fixture(scope="session")
+def space_server(space_assets: dict[str, Path]) -> Any:
+    """The Space on a free loopback port for the whole session; yields its URL."""
+    import socket
+
+    from space_app.app import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = space_assets
+    demo = launch(a["checkpoint"], a["index"], a["dataset"], port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

