@@ -6,7 +6,11 @@ bytes plus ``_shape``, ``_dtype`` and ``_bands`` columns (see :mod:`dataset_scri
 * :func:`decode_row` -> ``{modality: ndarray (bands, H, W)}`` for the layers present;
 * :func:`band_names` -> ``{modality: [band names]}``, to carry band order by name into the model
   (``modeling_geomeld.modalities.reorder_bands``);
-* :func:`decode_batch` -> the ``with_transform`` form: ``ds.with_transform(decode_batch)`` decodes on access.
+* :func:`decode_batch` -> the ``with_transform`` form: ``ds.with_transform(decode_batch)`` decodes on access;
+* :func:`decode_table` -> the fast path for Arrow batches (``ds.with_format("arrow")``, streaming or not, or
+  pyarrow itself): one ``{modality: ndarray}`` per row, every array a zero-copy view into the Arrow buffers.
+  Row dicts copy each layer's bytes into a Python ``bytes`` object first; for full samples that copy, not
+  decoding, is what a row costs (``benchmarks/bench_loader.py`` measures both).
 
 All three work on rows that ``datasets.distributed.split_dataset_by_node`` hands a rank, since they need
 nothing but the row itself.
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from modeling_geomeld.modalities import MODALITIES
 
@@ -93,6 +98,63 @@ def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) ->
             arrays.append(array)
         out[name] = arrays
     return out
+
+
+def decode_table(
+    table: pa.Table | pa.RecordBatch, modalities: Iterable[str] | None = None, class_indices: bool = False
+) -> list[dict[str, np.ndarray]]:
+    """``[{modality: (bands, H, W) array}]``, one dict per row of an Arrow table or record batch.
+
+    The arrays are read-only views into the table's buffers (no copy: keep the table alive as long as the
+    arrays, which the views do by themselves, and copy before writing into one). Absent layers are left out
+    of a row's dict, as in :func:`decode_row`; so are modalities the table has no column for.
+    """
+    names = [n for n in _layers(modalities) if n in table.schema.names]
+    batches = table.to_batches() if isinstance(table, pa.Table) else [table]
+    rows: list[dict[str, np.ndarray]] = []
+    for batch in batches:
+        decoded: list[dict[str, np.ndarray]] = [{} for _ in range(batch.num_rows)]
+        for name in names:
+            for row, array in zip(decoded, _column_views(batch, name), strict=True):
+                if array is None:
+                    continue
+                if class_indices and MODALITIES[name].is_categorical:
+                    array = MODALITIES[name].codes_to_indices(array)
+                row[name] = array
+        rows.extend(decoded)
+    return rows
+
+
+def _column_views(batch: pa.RecordBatch, name: str) -> list[np.ndarray | None]:
+    """Each row's array of one layer column: ``np.frombuffer`` views on the column's data buffer."""
+    column = batch.column(name)
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        raise ValueError(f"layer column {name!r} must be binary, found {column.type}")
+    n = len(column)
+    shapes = batch.column(f"{name}_shape").to_pylist()
+    dtypes = batch.column(f"{name}_dtype").to_pylist()
+    _, offsets_buffer, data = column.buffers()
+    data = data if data is not None else b""  # every value empty or null: Arrow may leave no data buffer
+    offset_type = np.int64 if pa.types.is_large_binary(column.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[column.offset : column.offset + n + 1].tolist()
+    valid = [True] * n if column.null_count == 0 else column.is_valid().to_pylist()
+    views: list[np.ndarray | None] = []
+    for i in range(n):
+        if not valid[i]:
+            views.append(None)
+            continue
+        shape, dtype = shapes[i], dtypes[i]
+        if shape is None or dtype is None:
+            raise ValueError("a layer's bytes need its _shape and _dtype columns; found one of them null")
+        kind = np.dtype(dtype).newbyteorder("<")
+        start, stop = offsets[i], offsets[i + 1]
+        if (stop - start) % kind.itemsize:
+            raise ValueError(f"layer {name!r}: {stop - start} bytes are not a whole number of {dtype} values")
+        view = np.frombuffer(data, dtype=kind, count=(stop - start) // kind.itemsize, offset=start)
+        view = view.reshape([int(s) for s in shape])
+        view.flags.writeable = False  # Arrow buffers are shared (cache files, other views): read-only, as decode_row
+        views.append(view)
+    return views
 
 
 def content_fingerprint(folder: str | Path) -> str:
