@@ -2,11 +2,23 @@
 
 1. ``release``: the original format (WebDataset tar shards, one ``.h5`` per sample) through
    :class:`dataset_scripts.sources.release.ReleaseSource`, arrays decoded and in canonical band order.
-2. ``raw``: the reference limit the issue names: pyarrow reads and decompresses the shard bytes, a few
-   rows at a time, and every layer becomes a zero-copy ``np.frombuffer`` view with its shape and dtype.
-3. ``map-style``: ``load_dataset(DIR)`` iterated row by row, each row decoded by the given decoder (its
-   one-off Parquet -> Arrow cache preparation is reported apart).
-4. ``streaming``: ``load_dataset(DIR, streaming=True)``, same decoder.
+2. ``raw``: the reference limit the issue names: pyarrow reads and decompresses the shard bytes a whole
+   row group at a time (``ParquetFile.read_row_group``, its column-parallel threads on: the fastest way
+   pyarrow offers here, measured against ``iter_batches`` and dataset fragments), and every layer becomes a
+   zero-copy ``np.frombuffer`` view with its shape and dtype. Nothing above pyarrow, so an upper bound.
+3. ``map-style``: ``load_dataset(DIR)`` iterated row by row, each row decoded by
+   :func:`dataset_scripts.loading.decode_row` (its one-off Parquet -> Arrow cache preparation is reported
+   apart).
+4. ``streaming``: ``load_dataset(DIR, streaming=True)`` in Arrow batches of a row group
+   (``.with_format("arrow").iter(batch_size=ROW_GROUP_SIZE)``), each decoded by
+   :func:`dataset_scripts.loading.decode_table` into zero-copy views: the project's documented way to stream.
+   ``streaming-rows`` is the same stream as Python row dicts through ``decode_row`` (each layer's bytes
+   copied into a ``bytes`` object first), reported for comparison.
+
+The writer compresses raster bytes with LZ4 and the rest with zstd. ``--compare-zstd`` (on by default) also
+rewrites the same shards with zstd level 3 for every column, row groups unchanged, and times ``raw`` and
+``streaming`` over them in the same passes (``raw[zstd]``, ``streaming[zstd]``), with both datasets' sizes:
+the evidence for the codec.
 
 Each reader makes ``--repeats`` full passes, interleaved round-robin, and its best pass counts: the
 machines are shared, and interleaving lets noise hit every reader alike.
@@ -20,9 +32,8 @@ case), written in the release layout; the Parquet dataset holds those same sampl
 (:func:`write_dataset`), so every reader decodes the same samples. ``--release DIR --dataset DIR``
 measure existing shards and the dataset built from them instead.
 
-The row decoder is :func:`decode_row`, which reads the writer's layout (``<layer>`` bytes with
-``<layer>_shape`` and ``<layer>_dtype`` columns, spec section 6); pass the project's own row helper to
-:func:`load_dataset_readers` to time that instead.
+The raw reader decodes the layout itself (``<layer>`` bytes with ``<layer>_shape`` and ``<layer>_dtype``
+columns, spec section 6), so it depends on nothing of the project but the files.
 
     python benchmarks/bench_loader.py --samples 200 --out benchmarks/results/loader.json
 
@@ -197,14 +208,17 @@ def write_dataset(release_dir: Path, out_dir: Path, per_shard: int) -> Path:
     return out_dir
 
 
-def recompress(files: Iterable[Path], codec: str) -> None:
-    """Rewrite shards with another codec, rows and row groups unchanged: the evidence for choosing the
-    writer's codec (``--parquet-codec``); the writer itself is left alone."""
-    from dataset_scripts.writer import ROW_GROUP_SIZE
+def recompress_zstd(dataset_dir: Path, out_dir: Path) -> Path:
+    """A copy of the dataset with every column zstd at the writer's level, rows and row groups unchanged:
+    the codec the issue names, against which the writer's LZ4 rasters are measured."""
+    from dataset_scripts.writer import _DICTIONARY_COLUMNS, ROW_GROUP_SIZE, ZSTD_LEVEL
 
-    for path in files:
-        table = pq.read_table(path)
-        pq.write_table(table, path, compression=codec, row_group_size=ROW_GROUP_SIZE, use_dictionary=False)
+    for path in parquet_files(dataset_dir):
+        target = out_dir / path.relative_to(dataset_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pq.read_table(path), target, compression="zstd", compression_level=ZSTD_LEVEL,
+                       row_group_size=ROW_GROUP_SIZE, use_dictionary=_DICTIONARY_COLUMNS)  # fmt: skip
+    return out_dir
 
 
 def parquet_files(dataset_dir: Path) -> list[Path]:
@@ -225,18 +239,6 @@ def layer_columns(schema: pa.Schema) -> dict[str, tuple[str | None, str | None]]
         for f in schema
         if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
     }
-
-
-def decode_row(row: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """A dataset row (a dict, as ``datasets`` yields it) -> named arrays per layer."""
-    out = {}
-    for name, value in row.items():
-        if isinstance(value, bytes | bytearray | memoryview):
-            dtype = np.dtype(row.get(f"{name}_dtype") or "uint8")
-            array = np.frombuffer(value, dtype=dtype)
-            shape = row.get(f"{name}_shape")
-            out[name] = array.reshape(shape) if shape is not None else array
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -277,35 +279,30 @@ def iter_release(location: Path) -> Iterator[dict[str, np.ndarray]]:
         )
 
 
-#: rows per pyarrow batch in the raw reader: measured 1.5-2x faster than whole 64-row groups here (a
-#: 64-row group of full samples is ~100 MB, far beyond the caches; small batches stay in them)
-RAW_BATCH_ROWS = 8
-
-
 def iter_raw_parquet(files: Iterable[Path]) -> Iterator[dict[str, np.ndarray]]:
-    """Read and decompress each shard with pyarrow, a few rows at a time, then view every layer in place:
+    """Read and decompress each shard with pyarrow a row group at a time, then view every layer in place:
     no copy, no Python object per layer beyond the view."""
     for path in files:
         shard = pq.ParquetFile(path)
         layers = layer_columns(shard.schema_arrow)
-        for batch in shard.iter_batches(batch_size=RAW_BATCH_ROWS):
-            table = pa.Table.from_batches([batch])
-            views = {name: _layer_views(table, name, *cols) for name, cols in layers.items()}
-            for i in range(table.num_rows):
-                yield {name: row for name, rows in views.items() if (row := rows[i]) is not None}
+        for group in range(shard.num_row_groups):
+            for batch in shard.read_row_group(group, use_threads=True).to_batches():
+                views = {name: _layer_views(batch, name, *cols) for name, cols in layers.items()}
+                for i in range(batch.num_rows):
+                    yield {name: row for name, rows in views.items() if (row := rows[i]) is not None}
 
 
 def _layer_views(
-    table: pa.Table, name: str, shape_col: str | None, dtype_col: str | None
+    batch: pa.RecordBatch, name: str, shape_col: str | None, dtype_col: str | None
 ) -> list[np.ndarray | None]:
     """Each row's array of one layer column, as views into the decompressed Arrow buffer (None: null)."""
-    column = table.column(name).combine_chunks()
-    n = table.num_rows
-    shapes = table.column(shape_col).to_pylist() if shape_col else [None] * n
-    dtypes = table.column(dtype_col).to_pylist() if dtype_col else ["uint8"] * n
+    column = batch.column(name)
+    n = batch.num_rows
+    shapes = batch.column(shape_col).to_pylist() if shape_col else [None] * n
+    dtypes = batch.column(dtype_col).to_pylist() if dtype_col else ["uint8"] * n
     offset_type = np.int64 if pa.types.is_large_binary(column.type) else np.int32
     offsets = np.frombuffer(column.buffers()[1], dtype=offset_type)[column.offset : column.offset + n + 1]
-    data = column.buffers()[2]
+    data = column.buffers()[2] or b""
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     views: list[np.ndarray | None] = []
     for i in range(n):
@@ -320,20 +317,38 @@ def _layer_views(
     return views
 
 
-Decoder = Callable[[Mapping[str, Any]], Mapping[str, np.ndarray]]
+Reader = Callable[[], Iterable[Mapping[str, np.ndarray]]]
 
 
-def load_dataset_readers(
-    dataset_dir: Path, cache_dir: Path, decode: Decoder = decode_row
-) -> tuple[dict[str, Callable[[], Iterable[Mapping[str, np.ndarray]]]], float]:
-    """Map-style and streaming readers of ``load_dataset(dataset_dir)`` over every split, every row
-    decoded by ``decode``.
+def streaming_reader(dataset_dir: Path) -> Reader:
+    """``load_dataset(DIR, streaming=True)`` over every split in Arrow batches of a row group, each batch
+    decoded by :func:`~dataset_scripts.loading.decode_table` (zero-copy views)."""
+    from datasets import load_dataset
+
+    from dataset_scripts.loading import decode_table
+    from dataset_scripts.writer import ROW_GROUP_SIZE
+
+    streaming = load_dataset(str(dataset_dir.resolve()), streaming=True)
+
+    def read() -> Iterator[Mapping[str, np.ndarray]]:
+        for split in streaming.values():
+            for table in split.with_format("arrow").iter(batch_size=ROW_GROUP_SIZE):
+                yield from decode_table(table)
+
+    return read
+
+
+def load_dataset_readers(dataset_dir: Path, cache_dir: Path) -> tuple[dict[str, Reader], float]:
+    """Map-style (row dicts), streaming (Arrow batches) and streaming-rows (row dicts) readers of
+    ``load_dataset(dataset_dir)`` over every split; rows are decoded by the project's
+    :func:`~dataset_scripts.loading.decode_row`.
 
     Map-style ``load_dataset`` first converts the Parquet shards into an Arrow cache under ``cache_dir``;
-    that one-off preparation is returned in seconds, apart from the per-epoch reading rate. Pass the
-    project's own row helper as ``decode`` to time it.
+    that one-off preparation is returned in seconds, apart from the per-epoch reading rate.
     """
     from datasets import load_dataset
+
+    from dataset_scripts.loading import decode_row
 
     path = str(dataset_dir.resolve())
     start = time.perf_counter()
@@ -342,17 +357,20 @@ def load_dataset_readers(
     streaming = load_dataset(path, streaming=True)
 
     def read_map_style() -> Iterable[Mapping[str, np.ndarray]]:
-        return (decode(row) for split in map_style.values() for row in split)
+        return (decode_row(row) for split in map_style.values() for row in split)
 
-    def read_streaming() -> Iterable[Mapping[str, np.ndarray]]:
-        return (decode(row) for split in streaming.values() for row in split)
+    def read_streaming_rows() -> Iterable[Mapping[str, np.ndarray]]:
+        return (decode_row(row) for split in streaming.values() for row in split)
 
-    return {"map-style": read_map_style, "streaming": read_streaming}, prepare_s
+    readers = {
+        "map-style": read_map_style,
+        "streaming": streaming_reader(dataset_dir),
+        "streaming-rows": read_streaming_rows,
+    }
+    return readers, prepare_s
 
 
-def time_round_robin(
-    readers: Mapping[str, Callable[[], Iterable[Mapping[str, np.ndarray]]]], repeats: int
-) -> dict[str, Rate]:
+def time_round_robin(readers: Mapping[str, Reader], repeats: int) -> dict[str, Rate]:
     """Each reader's best of ``repeats`` full passes, interleaved so a noisy shared machine hits all alike."""
     best: dict[str, Rate] = {}
     for _ in range(repeats):
@@ -384,10 +402,10 @@ def verdicts(rates: Mapping[str, Rate]) -> dict[str, str]:
 
 
 def print_table(rates: Mapping[str, Rate], goals: Mapping[str, str]) -> None:
-    print(f"{'reader':<12}{'samples':>9}{'seconds':>10}{'samples/s':>12}{'MB/s':>10}")
+    print(f"{'reader':<16}{'samples':>9}{'seconds':>10}{'samples/s':>12}{'MB/s':>10}")
     for r in rates.values():
         print(
-            f"{r.reader:<12}{r.samples:>9}{r.seconds:>10.2f}{r.samples_per_s:>12.1f}{r.decoded_mb_per_s:>10.1f}"
+            f"{r.reader:<16}{r.samples:>9}{r.seconds:>10.2f}{r.samples_per_s:>12.1f}{r.decoded_mb_per_s:>10.1f}"
         )
     for name, verdict in goals.items():
         print(f"  {name}: {verdict}")
@@ -411,8 +429,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, help="where to write shards (default: a temporary folder)")
     parser.add_argument("--content", choices=["real", "noise"], default="real",
                         help="real BigEarthNet texture (default) or incompressible noise (codecs' worst case)")  # fmt: skip
-    parser.add_argument("--parquet-codec", choices=["zstd", "lz4", "snappy", "none"],
-                        help="rewrite the written shards with this codec (default: keep the writer's zstd)")  # fmt: skip
+    parser.add_argument("--compare-zstd", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time raw and streaming reads of the same shards all in zstd (default on)")  # fmt: skip
     parser.add_argument(
         "--repeats", type=int, default=3, help="interleaved passes; the best counts (default 3)"
     )
@@ -437,18 +455,26 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = args.dataset or write_dataset(release, work / "dataset", args.per_shard)
 
     files = parquet_files(dataset)
-    if args.parquet_codec:
-        recompress(files, args.parquet_codec)
     hf_readers, prepare_s = load_dataset_readers(dataset, work / "hf-cache")
-    readers = {
+    readers: dict[str, Reader] = {
         "release": lambda: iter_release(release),
         "raw": lambda: iter_raw_parquet(files),
         **hf_readers,
     }
+    sizes = {"release": sum(f.stat().st_size for f in release.glob("*.tar")),
+             "parquet (writer: lz4 rasters, zstd rest)": sum(f.stat().st_size for f in files)}  # fmt: skip
+    if args.compare_zstd:
+        zstd_dir = recompress_zstd(dataset, work / "dataset-zstd")
+        zstd_files = parquet_files(zstd_dir)
+        readers["raw[zstd]"] = lambda: iter_raw_parquet(zstd_files)
+        readers["streaming[zstd]"] = streaming_reader(zstd_dir)
+        sizes["parquet (all zstd)"] = sum(f.stat().st_size for f in zstd_files)
     rates = time_round_robin(readers, args.repeats)
     goals = verdicts(rates)
     print_table(rates, goals)
     print(f"  map-style one-off preparation (Parquet -> Arrow cache): {prepare_s:.2f} s")
+    for name, size in sizes.items():
+        print(f"  {name}: {size / 1e6:.1f} MB")
     result = {
         "machine": {
             "platform": platform.platform(),
@@ -458,8 +484,10 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {k: str(v) for k, v in vars(args).items()},
         "rates": {k: asdict(v) for k, v in rates.items()},
         "map_style_prepare_s": prepare_s,
-        "parquet_bytes": sum(f.stat().st_size for f in files),
-        "release_bytes": sum(f.stat().st_size for f in release.glob("*.tar")),
+        "parquet_bytes": sizes["parquet (writer: lz4 rasters, zstd rest)"],
+        "release_bytes": sizes["release"],
+        "bytes": sizes,
+        "vs_release": {k: v.samples_per_s / rates["release"].samples_per_s for k, v in rates.items()},
         "goals": goals,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
