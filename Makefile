@@ -14,7 +14,8 @@ env:
 demo: env
 	.venv/bin/geomeld demo $(ARGS)
 
-test: env
+test:
+	bash scripts/bootstrap.sh --browser
 	.venv/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: env

@@ -11,12 +11,15 @@
    against a mean predictor, and image <-> caption retrieval; reloads the checkpoint in a fresh process
    with `trust_remote_code`; writes DIR/results.json, DIR/loss.png, DIR/reconstructions.png and DIR/sample.png
    (every layer of a held-out sample with its caption).
+5. Embeds every sample and caption into a retrieval index (DIR/index, `geomeld index`) and, in an
+   interactive terminal unless `--no-serve`, starts the retrieval Space on it (`geomeld serve`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -40,7 +43,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--steps", type=int, default=300, help="pretraining steps (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--no-serve", action="store_true", help="do not start the retrieval Space afterwards")
+    p.add_argument(
+        "--no-serve", action="store_true",
+        help="do not start the retrieval Space afterwards (it starts only in an interactive terminal anyway)",
+    )
+    p.add_argument("--port", type=int, default=7860, help="port of the retrieval Space (default: 7860)")
     p.set_defaults(func=run_demo)
 
 
@@ -113,13 +120,13 @@ def run_demo(args: argparse.Namespace) -> int:
         manifest = Path(args.manifest).resolve()
         source = f"your manifest {manifest}"
     else:
-        print(f"[1/5] extracting the real BigEarthNet-MM examples (bigearthnet-common) into {out / 'bigearthnet'}")
+        print(f"[1/6] extracting the real BigEarthNet-MM examples (bigearthnet-common) into {out / 'bigearthnet'}")
         manifest = write_manifest(extract_examples(out / "bigearthnet"), out / "bigearthnet" / "manifest.csv")
         source = "BigEarthNet-MM examples from bigearthnet-common (6 S2 L2A patches + S1)"
         # BigEarthNet patches cover 1.2 km in their file's UTM zone; rotated into the anchor's own zone a 1.2 km
         # footprint, plus the resampling margin of the 60 m bands, pokes out at the edges: those become no data
         size_px, min_coverage = 120, 0.8
-    print(f"[2/5] building and captioning a GeoMeld dataset from {manifest}")
+    print(f"[2/6] building and captioning a GeoMeld dataset from {manifest}")
     dataset_dir = out / "dataset"
     options = BuildOptions(workers=0, progress=False, caption=True, align=AlignConfig(size_px=size_px, min_coverage=min_coverage))
     build(f"manifest:{manifest}", dataset_dir, options)
@@ -129,7 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for r in train_rows[:3]:
         print(f"      caption of {r['tile_id']}: {r['caption']}")
 
-    print(f"[3/5] pretraining a tiny GeoMeld-FM for {args.steps} steps (S2 in; MP-MAE + JEPA + ITC)")
+    print(f"[3/6] pretraining a tiny GeoMeld-FM for {args.steps} steps (S2 in; MP-MAE + JEPA + ITC)")
     ckpt = out / "checkpoint"
     training = pretrain(
         str(dataset_dir), str(ckpt), preset="tiny", max_steps=args.steps, batch_size=4, learning_rate=2e-3,
@@ -138,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )  # fmt: skip
     (out / "loss.png").write_bytes((ckpt / "loss.png").read_bytes())
 
-    print("[4/5] evaluating reconstructions against a mean predictor, and image <-> caption retrieval")
+    print("[4/6] evaluating reconstructions against a mean predictor, and image <-> caption retrieval")
     model = GeoMeldForPreTraining.from_pretrained(ckpt)
     processor = GeoMeldProcessor.from_pretrained(ckpt)
     result = evaluate_pretraining(model, processor, [row_to_sample(r) for r in eval_rows], seed=args.seed)
@@ -146,7 +153,7 @@ def run_demo(args: argparse.Namespace) -> int:
     first = eval_rows[0]
     plot_sample(decode_row(first), band_names(first), title=f"{first['tile_id']}: {first['caption']}", path=out / "sample.png")
 
-    print("[5/5] reloading the checkpoint in a fresh process with AutoModel(trust_remote_code=True)")
+    print("[5/6] reloading the checkpoint in a fresh process with AutoModel(trust_remote_code=True)")
     code = (
         "import sys\nsys.modules['modeling_geomeld'] = None\n"
         "from transformers import AutoModel, AutoProcessor\n"
@@ -179,6 +186,21 @@ def run_demo(args: argparse.Namespace) -> int:
         f"done in {results['seconds']} s. Outputs: {out}/results.json, {out}/loss.png, {out}/reconstructions.png; "
         f"dataset in {dataset_dir}, checkpoint in {ckpt}"
     )
-    if not args.no_serve:
-        print("the retrieval Space is not part of this release yet; nothing to serve")
+    print("[6/6] indexing samples and captions for retrieval (geomeld index)")
+    from space_app.retrieval import build_index
+
+    index_dir = out / "index"
+    shutil.rmtree(index_dir, ignore_errors=True)  # the checkpoint was just retrained: old vectors are stale
+    report = build_index(ckpt, dataset_dir, index_dir, batch_size=8, progress=False)
+    results["index"] = {"folder": str(index_dir), **report.to_dict()}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    serve = f"geomeld serve --checkpoint {ckpt} --index {index_dir} --dataset {dataset_dir}"
+    print(f"      {report.images_total} samples and {report.texts_total} captions indexed in {index_dir}")
+    if args.no_serve or not sys.stdin.isatty():
+        print(f"to browse them in the retrieval Space run:\n  {serve}")
+        return 0
+    print(f"starting the retrieval Space ({serve}); Ctrl-C stops it")
+    from space_app.app import launch
+
+    launch(ckpt, index_dir, dataset_dir, port=args.port)
     return 0

@@ -15,3 +15,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   touch "$stamp"
 fi
+# The Space's browser test drives Debian's Chromium through Playwright (a browser download of its own cannot
+# work offline). Installed when missing and we may use apt; otherwise that one test skips and says why.
+# `make test` asks for it with --browser; the demo does not need it.
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian chromium for the browser test (apt-get install chromium)"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || echo "warning: could not install chromium; tests/test_space_browser.py will skip" >&2
+  fi
+fi

@@ -17,6 +17,7 @@ Blocks and turns ``ValueError`` into ``gr.Error`` so a bad query shows a message
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 import numpy as np
 
 if __package__ in (None, ""):  # `python space_app/app.py` on a Space: make the package importable
@@ -215,13 +217,19 @@ class RetrievalService:
         lat, lon = row.get("lat"), row.get("lon")
         meta = self.images.metadata_of(self.images.row_of(tile_id)) if tile_id in self.images else {}
         title = describe(meta) if meta else tile_id
+        panels = []
+        for image, label in modality_panels(arrays, bands):
+            panels.append((self.store.picture(f"{tile_id}/{label}", functools.partial(np.asarray, image)), label))
+        where = None
+        if lat is not None and lon is not None:
+            where = self.store.picture(f"{tile_id}/map", lambda: location_map(float(lat), float(lon), self.points, title))
         return {
             "tile_id": tile_id,
             "caption": row.get("caption") or "(no caption)",
-            "panels": modality_panels(arrays, bands),
+            "panels": panels,
             "legend": legends_html(arrays),
             "facts": verified_facts(row),
-            "map": location_map(float(lat), float(lon), self.points, title) if lat is not None and lon is not None else None,
+            "map": where,
             "metadata": {"lat": lat, "lon": lon, "date": row.get("datetime"), "place": meta.get("place"), "split": row.get("split")},
         }
 
@@ -249,10 +257,6 @@ class RetrievalService:
 # ------------------------------------------------------------------------------------------------------ UI
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input becomes a message in the UI (``gr.Error``); anything else is logged and reported briefly."""
-    import functools
-
-    import gradio as gr
-
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -260,7 +264,8 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except gr.Error:
             raise
         except (ValueError, KeyError, UploadError) as err:
-            raise gr.Error(str(err).strip("'\""), print_exception=False) from None
+            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+            raise gr.Error(message, duration=15, print_exception=False) from None
         except Exception as err:
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"internal error ({type(err).__name__}); the server log has the details") from None
@@ -270,11 +275,11 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_demo(service: RetrievalService) -> Any:
     """The Blocks app over ``service``. API names: ``search``, ``sample``, ``image_to_text``."""
-    import gradio as gr
-
     from modeling_geomeld.modalities import resolve
 
-    def gallery_items(hits: Sequence[Hit], with_score: bool = True) -> list[tuple[np.ndarray, str]]:
+    gr.set_static_paths([service.store.cache_dir])  # pictures are written once, atomically: serve them as they are
+
+    def gallery_items(hits: Sequence[Hit], with_score: bool = True) -> list[tuple[str, str]]:
         return [(service.store.thumbnail(h.tile_id), describe(h.metadata, h.score if with_score else None)) for h in hits]
 
     @_user_errors
@@ -291,9 +296,10 @@ def build_demo(service: RetrievalService) -> Any:
         return d["tile_id"], caption, d["panels"], d["legend"], d["facts"], d["map"]
 
     def on_select(tile_ids: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
-        if not tile_ids or evt.index is None or not 0 <= int(evt.index) < len(tile_ids):  # type: ignore[arg-type]
+        index = evt.index if isinstance(evt.index, int) else None
+        if not tile_ids or index is None or not 0 <= index < len(tile_ids):
             raise gr.Error("that result is no longer listed; search again")
-        return show(tile_ids[int(evt.index)])  # type: ignore[arg-type]
+        return show(tile_ids[index])
 
     @_user_errors
     def to_text(source: str, upload: Any, product: str, subset: str, tile_id: str, k: float) -> tuple[Any, ...]:
@@ -305,7 +311,7 @@ def build_demo(service: RetrievalService) -> Any:
             uploaded = validate_upload(path, PRODUCTS.get(product, product), size_px=service.size_px)
             result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
             base = {key: resolve(key)[0].name for key in uploaded.arrays}
-            query_image = thumbnail(
+            query_image: np.ndarray | str = thumbnail(
                 {base[key]: a for key, a in uploaded.arrays.items()}, {base[key]: b for key, b in uploaded.bands.items()}
             )
             where = f"{uploaded.name}: aligned onto a {service.size_px} x {service.size_px} grid at 10 m around {uploaded.metadata['lat']:.4f}, {uploaded.metadata['lon']:.4f}"
@@ -357,8 +363,8 @@ def build_demo(service: RetrievalService) -> Any:
         detail_outputs = [selected, caption, panels, legend, facts, location]
         search_inputs = [query, k, regions, bbox, date_from, date_to]
         search_button.click(search, search_inputs, [gallery, result_ids, status], api_name="search")
-        query.submit(search, search_inputs, [gallery, result_ids, status], api_name=False)
-        gallery.select(on_select, [result_ids], detail_outputs, api_name=False)
+        query.submit(search, search_inputs, [gallery, result_ids, status], api_visibility="private")
+        gallery.select(on_select, [result_ids], detail_outputs, api_visibility="private")
         selected.submit(show, [selected], detail_outputs, api_name="sample")
         to_text_button.click(
             to_text, [source, upload, product, subset, selected, k_text], [captions, similar, query_image, to_text_status], api_name="image_to_text"
@@ -368,8 +374,6 @@ def build_demo(service: RetrievalService) -> Any:
 
 def launch(checkpoint: str | Path, index: str | Path, dataset: str | Path, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> Any:
     """Load everything, then serve (blocking unless ``prevent_thread_lock=True`` is passed)."""
-    import gradio as gr
-
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     service = RetrievalService(checkpoint, index, dataset)
     demo = build_demo(service)

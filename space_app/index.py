@@ -365,10 +365,10 @@ class EmbeddingIndex:
         ids = [str(i) for i in ids]
         if len(ids) != len(vectors):
             raise ValueError(f"ids must have one entry per embedding ({len(vectors)}), found {len(ids)}")
-        metadata = [{} for _ in ids] if metadata is None else [dict(m) for m in metadata]
-        if len(metadata) != len(vectors):
+        rows_meta: list[dict[str, Any]] = [{} for _ in ids] if metadata is None else [dict(m) for m in metadata]
+        if len(rows_meta) != len(vectors):
             raise ValueError(
-                f"metadata must have one entry per embedding ({len(vectors)}), found {len(metadata)}"
+                f"metadata must have one entry per embedding ({len(vectors)}), found {len(rows_meta)}"
             )
         if len(set(ids)) != len(ids):
             raise ValueError("ids must be unique within a batch, found duplicates")
@@ -381,7 +381,7 @@ class EmbeddingIndex:
             self._train(vectors)
         start = len(self)
         self.index.add(vectors)
-        self._append_mapping(ids, metadata)
+        self._append_mapping(ids, rows_meta)
         return np.arange(start, start + len(ids), dtype=np.int64)
 
     def _append_mapping(self, ids: list[str], metadata: list[dict[str, Any]]) -> None:

@@ -48,7 +48,7 @@ def weights_digest(checkpoint: str | Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+            while block := fh.read(1 << 22):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -154,7 +154,7 @@ def iter_rows(
 def row_metadata(row: Mapping[str, Any]) -> dict[str, Any]:
     """What the index keeps per sample: enough to filter, label a thumbnail and find the row again."""
     signals = row.get("signals")
-    place = {}
+    place: dict[str, Any] = {}
     if isinstance(signals, str) and signals:
         place = (json.loads(signals).get("place") or {}) if signals.strip().startswith("{") else {}
     return {

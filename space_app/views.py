@@ -8,11 +8,14 @@ Rows are read from the built dataset (map-style Arrow, by tile id) and drawn wit
 from __future__ import annotations
 
 import gzip
+import hashlib
 import html
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -20,13 +23,17 @@ from typing import Any
 
 import numpy as np
 
-THUMBNAIL_CACHE = 512
-
 
 class SampleStore:
-    """A built dataset's rows by tile id, with a bounded cache of rendered thumbnails."""
+    """A built dataset's rows by tile id, and the pictures of them rendered once into PNG files.
 
-    def __init__(self, dataset_dir: str | Path):
+    Pictures go to ``cache_dir`` (a fresh temporary folder by default), each written under a temporary name
+    and renamed into place, so a file the Space hands out is always complete and never rewritten: the app
+    serves the folder as static files, and concurrent requests for the same sample never see a half-written
+    picture.
+    """
+
+    def __init__(self, dataset_dir: str | Path, cache_dir: str | Path | None = None):
         from dataset_scripts.loading import load_geomeld
 
         self.root = Path(dataset_dir)
@@ -35,8 +42,8 @@ class SampleStore:
         for split, table in self.splits.items():
             for i, tile_id in enumerate(table["tile_id"]):
                 self._where[str(tile_id)] = (split, i)
-        self._thumbs: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="geomeld-space-"))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -53,20 +60,27 @@ class SampleStore:
     def tile_ids(self) -> list[str]:
         return list(self._where)
 
-    def thumbnail(self, tile_id: str) -> np.ndarray:
-        with self._lock:
-            if tile_id in self._thumbs:
-                self._thumbs.move_to_end(tile_id)
-                return self._thumbs[tile_id]
+    def picture(self, key: str, render: Callable[[], np.ndarray]) -> str:
+        """The PNG file of ``key``, rendering it with ``render()`` the first time it is asked for."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:60]
+        path = self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:12]}_{safe}.png"
+        if not path.is_file():
+            from PIL import Image
+
+            tmp = path.with_name(f".{uuid.uuid4().hex}.png")
+            Image.fromarray(render()).save(tmp)
+            os.replace(tmp, path)
+        return str(path)
+
+    def thumbnail(self, tile_id: str) -> str:
+        """True-colour thumbnail of a sample (a PNG path)."""
         from dataset_scripts.loading import band_names, decode_row
 
-        row = self.row(tile_id)
-        image = thumbnail(decode_row(row), band_names(row))
-        with self._lock:
-            self._thumbs[tile_id] = image
-            while len(self._thumbs) > THUMBNAIL_CACHE:
-                self._thumbs.popitem(last=False)
-        return image
+        def render() -> np.ndarray:
+            row = self.row(tile_id)
+            return thumbnail(decode_row(row), band_names(row))
+
+        return self.picture(f"{tile_id}/thumbnail", render)
 
 
 def thumbnail(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> np.ndarray:

@@ -54,15 +54,13 @@ def space_assets(terramind_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def space_server(space_assets: dict[str, Path]) -> Any:
-    """The Space on a free loopback port for the whole session; yields its URL."""
-    import socket
+    """`geomeld serve` in its own process on a free loopback port for the whole session; yields its URL."""
+    from space_app.loadtest import start_server, stop_server
 
-    from space_app.app import launch
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     a = space_assets
-    demo = launch(a["checkpoint"], a["index"], a["dataset"], port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    try:
+        server, url = start_server(a["checkpoint"], a["index"], a["dataset"], log=a["root"] / "serve.log")
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield url
+    stop_server(server)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 from _space_helpers import GRID, tiny_checkpoint
+from PIL import Image
 from rasterio.transform import from_origin
 
 from modeling_geomeld.cli import main as geomeld
@@ -165,10 +166,14 @@ def test_detail_shows_every_modality_caption_facts_and_map(service: RetrievalSer
     d = service.detail("637U_59R_1_3_0")
     labels = [label for _, label in d["panels"]]
     assert labels == ["Sentinel-2 true colour", "Sentinel-2 false colour (NIR)", "Sentinel-1 VV/VH", "DEM hillshade", "Dynamic World"]
-    assert all(image.shape == (GRID, GRID, 3) and image.dtype == np.uint8 for image, _ in d["panels"])
+    for path, _ in d["panels"]:
+        with Image.open(path) as picture:
+            assert picture.size == (GRID, GRID) and picture.mode == "RGB"
+    assert d["panels"][0][0] == service.detail("637U_59R_1_3_0")["panels"][0][0]  # rendered once, then reused
     assert "Dynamic World" in d["legend"] and "geomeld-swatch" in d["legend"]
     assert d["facts"] and {row[1] for row in d["facts"]} <= {"supported", "contradicted", "unverifiable"}
-    assert d["map"].ndim == 3 and d["map"].shape[2] == 3
+    with Image.open(d["map"]) as picture:
+        assert picture.mode == "RGB" and picture.size[0] > picture.size[1] > 100
     with pytest.raises(ValueError, match="no sample with tile id"):
         service.detail("nowhere")
 
