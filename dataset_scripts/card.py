@@ -96,13 +96,15 @@ local UTM zone (128 x 128 pixels, 1.28 km by default; NAIP at 1 m over the same 
 
 ```python
 from datasets import load_dataset
-from dataset_scripts.loading import decode_batch, decode_row
+from dataset_scripts.loading import decode_batch, decode_row, decode_table
 
 ds = load_dataset("/absolute/path/to/this/folder", split="train")           # map-style
 arrays = decode_row(ds[0])                       # {{"sentinel2": (12, 128, 128) float32, ...}}
 ds = ds.with_transform(decode_batch)             # decoded on access, batch-wise
 stream = load_dataset("/absolute/path/to/this/folder", split="train", streaming=True)
 for row in stream: arrays = decode_row(row)
+for table in stream.with_format("arrow").iter(batch_size=32):   # fastest: Arrow batches, zero-copy views
+    for arrays in decode_table(table): ...
 ```
 
 Filter without decoding imagery: `ds.filter(lambda lat, when: lat > 50 and when >= "2020", input_columns=["lat", "datetime"])`
