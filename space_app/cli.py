@@ -24,11 +24,8 @@ def register(subparsers: Any) -> None:
         "chosen by the memory budget (see space_app/index.py). Rerunning on an existing INDEX with the same "
         "checkpoint only adds the samples it lacks.",
     )
-    p.add_argument("--checkpoint", default=DEMO_CHECKPOINT, help=f"a GeoMeld-FM checkpoint folder (default: {DEMO_CHECKPOINT})")
-    p.add_argument("--dataset", default=DEMO_DATASET, help=f"a dataset built by `geomeld build` (default: {DEMO_DATASET})")
+    _model_and_data(p)
     p.add_argument("--out", default=DEMO_INDEX, help=f"index folder to create or extend (default: {DEMO_INDEX})")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default: 32)")
-    p.add_argument("--modalities", default="all", help="image-side inputs: all (default), sentinel2 or sentinel1")
     p.add_argument("--kind", default="auto", help="FAISS index kind: auto (default), flat, ivf_fp16, ivf_sq8, ivf_pq, hnsw_sq8")
     p.add_argument("--memory-budget-gb", type=float, default=None, help="memory budget that picks the index kind (default 2)")
     p.set_defaults(func=run_index)
@@ -39,11 +36,8 @@ def register(subparsers: Any) -> None:
         description="Embed the captioned samples of one split and report recall at K in both directions and their "
         "mean (mR); a query is a hit when any of its positives is among its K nearest by cosine similarity.",
     )
-    e.add_argument("--checkpoint", default=DEMO_CHECKPOINT, help=f"checkpoint folder (default: {DEMO_CHECKPOINT})")
-    e.add_argument("--dataset", default=DEMO_DATASET, help=f"built dataset folder (default: {DEMO_DATASET})")
+    _model_and_data(e)
     e.add_argument("--split", default="test", help="split to evaluate: train, validation, test (default) or all")
-    e.add_argument("--modalities", default="all", help="image-side inputs: all (default), sentinel2 or sentinel1")
-    e.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default: 32)")
     e.add_argument("--out", default=None, help="also write the numbers as JSON to this file")
     e.set_defaults(func=run_eval)
 
@@ -59,6 +53,14 @@ def register(subparsers: Any) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     s.set_defaults(func=run_serve)
+
+
+def _model_and_data(parser: argparse.ArgumentParser) -> None:
+    """The options `index` and `eval-retrieval` share: what to embed, with which model, how."""
+    parser.add_argument("--checkpoint", default=DEMO_CHECKPOINT, help=f"a GeoMeld-FM checkpoint folder (default: {DEMO_CHECKPOINT})")
+    parser.add_argument("--dataset", default=DEMO_DATASET, help=f"a dataset built by `geomeld build` (default: {DEMO_DATASET})")
+    parser.add_argument("--modalities", default="all", help="image-side inputs: all (default), sentinel2 or sentinel1")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per forward pass (default: 32)")
 
 
 def _subset(name: str) -> tuple[str, ...] | None:
