@@ -82,13 +82,13 @@ def validate_upload(path: str | Path, product: str, size_px: int = 128) -> Uploa
         with rasterio.open(file) as dataset:
             bands = _band_names_from_descriptions(dataset, product)
     except rasterio.errors.RasterioError as err:
-        raise UploadError(f"not a readable GeoTIFF: {err}") from None
+        raise UploadError(f"not a readable GeoTIFF: {str(err).replace(str(file), file.name)}") from None
     config = AlignConfig(size_px=size_px, max_cloud_cover=100.0, min_coverage=0.9, max_nodata_fraction=0.5)
     request = AnchorRequest("upload", [LayerRef(modality=product, path=str(file), bands=bands)])
     try:
         aligned = align(request, config)
     except QuarantineError as err:
-        raise UploadError(_friendly(err, product)) from None
+        raise UploadError(_friendly(err, product).replace(str(file), file.name)) from None
     variant = aligned.metadata.get("s2_product")
     arrays, names = {}, {}
     for name, array in aligned.arrays.items():
