@@ -167,7 +167,7 @@ class RetrievalService:
         """The built-in examples plus the short first sentences of a few real captions of this collection."""
         out = list(EXAMPLE_QUERIES)
         for row in range(min(len(self.texts), 200)):
-            sentence = str(self.texts.metadata_of(row).get("caption", "")).split(". ")[0].strip().rstrip(".")
+            sentence = self.store.summary(self.texts.id_of(row))["caption"].split(". ")[0].strip().rstrip(".")
             if 4 <= len(sentence.split()) <= 14 and sentence not in out:
                 out.append(sentence)
             if len(out) >= len(EXAMPLE_QUERIES) + 3:
@@ -187,7 +187,7 @@ class RetrievalService:
         k = max(1, min(int(k), MAX_K, len(index)))
         result = index.search(vectors, k=k, filter=flt)
         return [
-            Hit(tile_id, float(score), meta)
+            Hit(tile_id, float(score), {**meta, **self.store.summary(tile_id)})
             for tile_id, score, meta in zip(result.ids[0], result.scores[0][result.rows[0] >= 0], result.metadata[0], strict=True)
         ]
 
@@ -215,8 +215,8 @@ class RetrievalService:
         row = self.store.row(tile_id)
         arrays, bands = decode_row(row), band_names(row)
         lat, lon = row.get("lat"), row.get("lon")
-        meta = self.images.metadata_of(self.images.row_of(tile_id)) if tile_id in self.images else {}
-        title = describe(meta) if meta else tile_id
+        meta = self.store.summary(tile_id)
+        title = describe(meta)
         panels = []
         for image, label in modality_panels(arrays, bands):
             panels.append((self.store.picture(f"{tile_id}/{label}", functools.partial(np.asarray, image)), label))
@@ -275,7 +275,6 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_demo(service: RetrievalService) -> Any:
     """The Blocks app over ``service``. API names: ``search``, ``sample``, ``image_to_text``."""
-    from modeling_geomeld.modalities import resolve
 
     gr.set_static_paths([service.store.cache_dir])  # pictures are written once, atomically: serve them as they are
 
@@ -310,10 +309,7 @@ def build_demo(service: RetrievalService) -> Any:
                 raise ValueError("upload a Sentinel-2 or Sentinel-1 GeoTIFF first")
             uploaded = validate_upload(path, PRODUCTS.get(product, product), size_px=service.size_px)
             result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
-            base = {key: resolve(key)[0].name for key in uploaded.arrays}
-            query_image: np.ndarray | str = thumbnail(
-                {base[key]: a for key, a in uploaded.arrays.items()}, {base[key]: b for key, b in uploaded.bands.items()}
-            )
+            query_image: np.ndarray | str = thumbnail(uploaded.arrays, uploaded.bands)
             where = f"{uploaded.name}: aligned onto a {service.size_px} x {service.size_px} grid at 10 m around {uploaded.metadata['lat']:.4f}, {uploaded.metadata['lon']:.4f}"
         else:
             result = service.image_to_text(tile_id=(tile_id or "").strip(), modalities=modalities, k=int(k))

@@ -197,6 +197,21 @@ def _to_day(value: Any) -> np.datetime64:
         return np.datetime64("NaT", "D")
 
 
+def _residual(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata ``EmbeddingIndex.metadata_of`` cannot rebuild from its filter arrays: a real-number
+    ``lat``/``lon``, an upper-case ``country_code`` and a ``YYYY-MM-DD`` ``date`` live only in the arrays."""
+    out = {}
+    for key, value in metadata.items():
+        if key in ("lat", "lon") and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            continue
+        if key == "country_code" and isinstance(value, str) and value and value == value.upper():
+            continue
+        if key == "date" and isinstance(value, str) and len(value) == 10 and not np.isnat(_to_day(value)):
+            continue
+        out[key] = value
+    return out
+
+
 def _float_or_nan(value: Any) -> float:
     try:
         return float(value)
@@ -265,7 +280,9 @@ class EmbeddingIndex:
         self._lon = np.empty(0, dtype=np.float64)
         self._lat = np.empty(0, dtype=np.float64)
         self._day = np.empty(0, dtype="datetime64[D]")
-        self._country = np.empty(0, dtype=object)
+        # country per row as a small integer code into _country_names (0 = unknown): 2 bytes a row, not a str
+        self._country = np.empty(0, dtype=np.uint16)
+        self._country_names: list[str] = [""]
 
     # ----------------------------------------------------------------------------------------- construction
     @property
@@ -388,14 +405,22 @@ class EmbeddingIndex:
         start = len(self._ids)
         self._ids.extend(ids)
         self._row_of.update((tile_id, start + k) for k, tile_id in enumerate(ids))
-        # Empty metadata is stored as None: millions of empty dicts would cost ~64 bytes each for nothing.
-        self._metadata.extend(m or None for m in metadata)
+        # What the filter arrays below hold exactly is not kept again in the row's dict, and an empty dict is
+        # stored as None: a dict of a few keys costs ~0.5-1 KB a row in CPython, 1-2.5 GB at 2.5M rows.
+        self._metadata.extend(_residual(m) or None for m in metadata)
         self._lon = np.concatenate([self._lon, [_float_or_nan(m.get("lon")) for m in metadata]])
         self._lat = np.concatenate([self._lat, [_float_or_nan(m.get("lat")) for m in metadata]])
         days = np.array([_to_day(m.get("date", m.get("datetime"))) for m in metadata], dtype="datetime64[D]")
         self._day = np.concatenate([self._day, days])
-        codes = np.array([str(m.get("country_code") or "").upper() for m in metadata], dtype=object)
-        self._country = np.concatenate([self._country, codes])
+        code_of = {name: i for i, name in enumerate(self._country_names)}
+        codes = []
+        for m in metadata:
+            name = str(m.get("country_code") or "").upper()
+            if name not in code_of:
+                code_of[name] = len(self._country_names)
+                self._country_names.append(name)
+            codes.append(code_of[name])
+        self._country = np.concatenate([self._country, np.asarray(codes, dtype=np.uint16)])
 
     # --------------------------------------------------------------------------------------------- search
     def search(
@@ -468,7 +493,8 @@ class EmbeddingIndex:
             start, end = (_to_day(v) for v in flt.date_range)
             allowed &= ~np.isnat(self._day) & (self._day >= start) & (self._day <= end)
         if flt.countries:
-            allowed &= np.isin(self._country, list(flt.countries))
+            wanted = [i for i, name in enumerate(self._country_names) if name and name in flt.countries]
+            allowed &= np.isin(self._country, wanted)
         return allowed
 
     def _result(self, scores: np.ndarray, rows: np.ndarray) -> SearchResult:
@@ -487,11 +513,23 @@ class EmbeddingIndex:
 
     def countries(self) -> list[str]:
         """The distinct country codes in the metadata, sorted (what a region filter can offer)."""
-        return sorted({c for c in self._country.tolist() if c})
+        present = np.unique(self._country)
+        return sorted(self._country_names[i] for i in present.tolist() if self._country_names[i])
 
     def metadata_of(self, row: int) -> dict[str, Any]:
         """A copy of the row's metadata, so callers cannot change what the index filters on."""
-        return dict(self._metadata[row] or {})
+        out: dict[str, Any] = {}
+        if not np.isnan(self._lat[row]):
+            out["lat"] = float(self._lat[row])
+        if not np.isnan(self._lon[row]):
+            out["lon"] = float(self._lon[row])
+        if self._country[row]:
+            out["country_code"] = self._country_names[self._country[row]]
+        extra = self._metadata[row] or {}
+        if "date" not in extra and "datetime" not in extra and not np.isnat(self._day[row]):
+            out["date"] = str(self._day[row])
+        out.update(extra)
+        return out
 
     # -------------------------------------------------------------------------------------- persistence
     def manifest(self) -> dict[str, Any]:
@@ -514,8 +552,8 @@ class EmbeddingIndex:
         out.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(out / INDEX_FILE))
         with open(out / MAPPING_FILE, "w", encoding="utf-8") as fh:
-            for row, (tile_id, meta) in enumerate(zip(self._ids, self._metadata, strict=True)):
-                record = {"row": row, "id": tile_id, "metadata": meta or {}}
+            for row, tile_id in enumerate(self._ids):
+                record = {"row": row, "id": tile_id, "metadata": self.metadata_of(row)}
                 fh.write(json.dumps(record, default=str) + "\n")
         (out / MANIFEST_FILE).write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
         return out
@@ -550,7 +588,9 @@ class EmbeddingIndex:
         self._lon = np.empty(0, dtype=np.float64)
         self._lat = np.empty(0, dtype=np.float64)
         self._day = np.empty(0, dtype="datetime64[D]")
-        self._country = np.empty(0, dtype=object)
+        # country per row as a small integer code into _country_names (0 = unknown): 2 bytes a row, not a str
+        self._country = np.empty(0, dtype=np.uint16)
+        self._country_names = [""]
         ids, metadata = _read_mapping(src / MAPPING_FILE)
         if len(ids) != self.index.ntotal:
             raise ValueError(f"{MAPPING_FILE} must have {self.index.ntotal} rows, found {len(ids)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import threading
 import time
@@ -10,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 DEFAULT_QUERIES = (
     "snow-covered lowlands with frozen lakes",
@@ -34,10 +35,7 @@ class LoadReport:
     wall_s: float = 0.0
 
     def percentile(self, q: float) -> float:
-        data = sorted(self.latencies_s)
-        if not data:
-            return float("nan")
-        return statistics.quantiles(data, n=100, method="inclusive")[int(q) - 1] if len(data) > 1 else data[0]
+        return float(np.percentile(self.latencies_s, q)) if self.latencies_s else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {

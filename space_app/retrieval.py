@@ -6,11 +6,11 @@ The index folder that ``geomeld index`` writes (and the Space reads)::
       index.json       what was embedded with what: checkpoint and its weights' SHA-256, dataset folder,
                        embedding width, input modalities, counts
       images/          an ``EmbeddingIndex`` of image embeddings, one row per sample, id = tile id
-      texts/           an ``EmbeddingIndex`` of caption embeddings, one row per captioned sample,
-                       id = tile id, the caption in its metadata
+      texts/           an ``EmbeddingIndex`` of caption embeddings, one row per captioned sample, id = tile id
 
-Every row's metadata carries ``lat``, ``lon``, ``date``, ``country_code``, ``place`` and ``split``, so the
-Space filters by region and date inside FAISS (``SearchFilter``). Indexing an existing folder again with the
+Every row's metadata carries ``lat``, ``lon``, ``date`` and ``country_code``, so the Space filters by region
+and date inside FAISS (``SearchFilter``); these live in the index's filter arrays, not in per-row dicts (which
+would cost ~1 KB a row). Captions, places and splits stay in the dataset, read by tile id for the hits shown. Indexing an existing folder again with the
 same checkpoint embeds only tile ids it does not hold yet and appends them (``EmbeddingIndex.add`` never
 retrains); a different checkpoint is refused, because its vectors would not be comparable.
 """
@@ -65,6 +65,7 @@ class Embedder:
         import torch
 
         from modeling_geomeld import GeoMeldModel, GeoMeldProcessor
+        from modeling_geomeld.pretraining import PretrainingCollator
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -74,6 +75,7 @@ class Embedder:
         self.processor.image_processor.crop_mode = "center"  # embeddings are deterministic
         self.dim = int(self.model.config.projection_dim)
         self.input_modalities: list[str] = list(self.processor.image_processor.input_modalities)
+        self.collator = PretrainingCollator(self.processor, use_captions=False, with_targets=False)
 
     def check_modalities(self, modalities: Sequence[str] | None) -> tuple[str, ...]:
         if not modalities:
@@ -88,14 +90,13 @@ class Embedder:
 
     def _batch(self, samples: Sequence[Mapping[str, Any]], modalities: Sequence[str] | None) -> dict[str, Any]:
         from modeling_geomeld.modalities import resolve
-        from modeling_geomeld.pretraining import PretrainingCollator
 
         keep = self.check_modalities(modalities)
         chosen = []
         for sample in samples:
             arrays = {k: v for k, v in sample["arrays"].items() if resolve(k)[0].name in keep}
             chosen.append({**sample, "arrays": arrays, "bands": {k: sample["bands"][k] for k in arrays}})
-        return PretrainingCollator(self.processor, use_captions=False, with_targets=False)(chosen)
+        return self.collator(chosen)
 
     def embed_samples(self, samples: Sequence[Mapping[str, Any]], modalities: Sequence[str] | None = None) -> np.ndarray:
         import torch
@@ -133,38 +134,44 @@ def count_rows(dataset: str | Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(dataset))
 
 
-def iter_rows(
-    dataset: str | Path, batch_size: int, split: str | None = None, columns: Sequence[str] | None = None
-) -> Iterator[list[dict[str, Any]]]:
-    """Batches of raw rows (dicts) straight from the shards, in shard order; ``split`` keeps one split."""
-    import pyarrow.parquet as pq
+def iter_rows(dataset: str | Path, batch_size: int, split: str | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Batches of raw rows (dicts) straight from the shards, in shard order; ``split`` keeps one split.
+
+    The split is an Arrow filter, so rows of other splits are never turned into Python objects (their raster
+    bytes are what a row costs).
+    """
+    import pyarrow.dataset as pads
 
     from dataset_scripts.captions.dataset_io import shard_paths
 
-    for path in shard_paths(dataset):
-        reader = pq.ParquetFile(path)
-        for record_batch in reader.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None):
-            rows = record_batch.to_pylist()
-            if split is not None:
-                rows = [r for r in rows if r.get("split") == split]
-            if rows:
-                yield rows
+    shards = pads.dataset([str(p) for p in shard_paths(dataset)], format="parquet")
+    where = None if split is None else pads.field("split") == split
+    for record_batch in shards.to_batches(filter=where, batch_size=batch_size):
+        if record_batch.num_rows:
+            yield record_batch.to_pylist()
 
 
 def row_metadata(row: Mapping[str, Any]) -> dict[str, Any]:
-    """What the index keeps per sample: enough to filter, label a thumbnail and find the row again."""
-    signals = row.get("signals")
-    place: dict[str, Any] = {}
-    if isinstance(signals, str) and signals:
-        place = (json.loads(signals).get("place") or {}) if signals.strip().startswith("{") else {}
-    return {
+    """What the index keeps per sample: the fields its filters use (region, bounding box, date).
+
+    All of them live in the index's columnar filter arrays, so they cost no per-row dict; labels and
+    captions are read back from the dataset by tile id for the hits shown (``SampleStore.summary``).
+    """
+    meta = {
         "lat": row.get("lat"),
         "lon": row.get("lon"),
         "date": (row.get("datetime") or "")[:10] or None,
-        "country_code": row.get("country_code") or place.get("country_code"),
-        "place": ", ".join(str(p) for p in (place.get("nearest_place"), place.get("country")) if p) or None,
-        "split": row.get("split"),
+        "country_code": row.get("country_code") or (place_of(row).get("country_code")),
     }
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def place_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The gazetteer entry the builder stored in the row's ``signals`` (country, region, nearest place)."""
+    signals = row.get("signals")
+    if isinstance(signals, str) and signals.strip().startswith("{"):
+        return json.loads(signals).get("place") or {}
+    return {}
 
 
 # --------------------------------------------------------------------------------------------------- indexing
@@ -289,8 +296,7 @@ def build_index(
         captioned = [r for r in rows if (r.get("caption") or "").strip() and r["tile_id"] not in texts]
         if captioned:
             vectors = embedder.embed_texts([r["caption"] for r in captioned])
-            meta = [{**row_metadata(r), "caption": r["caption"]} for r in captioned]
-            texts.add(vectors, [r["tile_id"] for r in captioned], meta)
+            texts.add(vectors, [r["tile_id"] for r in captioned], [row_metadata(r) for r in captioned])
             texts_added += len(captioned)
         if save_every and step % save_every == 0:
             save()

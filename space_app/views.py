@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+SUMMARY_COLUMNS = ("tile_id", "split", "datetime", "caption", "signals")
+
 
 class SampleStore:
     """A built dataset's rows by tile id, and the pictures of them rendered once into PNG files.
@@ -42,6 +44,8 @@ class SampleStore:
         for split, table in self.splits.items():
             for i, tile_id in enumerate(table["tile_id"]):
                 self._where[str(tile_id)] = (split, i)
+        # the columns a result's label needs, without the raster bytes that a whole row would copy
+        self._labels = {split: table.select_columns(list(SUMMARY_COLUMNS)) for split, table in self.splits.items()}
         self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="geomeld-space-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -56,6 +60,22 @@ class SampleStore:
             raise KeyError(f"tile {tile_id!r} is not in the dataset {self.root}")
         split, i = self._where[tile_id]
         return dict(self.splits[split][i])
+
+    def summary(self, tile_id: str) -> dict[str, Any]:
+        """Caption, place label, date and split of a sample, read without its rasters."""
+        from .retrieval import place_of
+
+        if tile_id not in self._where:
+            raise KeyError(f"tile {tile_id!r} is not in the dataset {self.root}")
+        split, i = self._where[tile_id]
+        row = self._labels[split][i]
+        place = place_of(row)
+        return {
+            "caption": row.get("caption") or "",
+            "place": ", ".join(str(p) for p in (place.get("nearest_place"), place.get("country")) if p) or None,
+            "date": (row.get("datetime") or "")[:10] or None,
+            "split": row.get("split"),
+        }
 
     def tile_ids(self) -> list[str]:
         return list(self._where)
@@ -84,9 +104,16 @@ class SampleStore:
 
 
 def thumbnail(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> np.ndarray:
-    """True colour Sentinel-2 where present, else the Sentinel-1 composite, else the first layer's picture."""
-    from dataset_scripts.plotting import render_layer, render_sentinel1, render_sentinel2
+    """True colour Sentinel-2 where present, else the Sentinel-1 composite, else the first layer's picture.
 
+    Layers may be keyed by registry name (``sentinel2``) or product variant (``sentinel2_l2a``, as uploads are).
+    """
+    from dataset_scripts.plotting import render_layer, render_sentinel1, render_sentinel2
+    from modeling_geomeld.modalities import resolve
+
+    base = {resolve(key)[0].name: key for key in arrays}
+    arrays = {name: arrays[key] for name, key in base.items()}
+    bands = {name: bands[key] for name, key in base.items()}
     if "sentinel2" in arrays:
         return render_sentinel2(arrays["sentinel2"], bands["sentinel2"], "true")
     if "sentinel1" in arrays:

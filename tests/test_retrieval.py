@@ -44,11 +44,17 @@ def test_index_holds_every_sample_and_caption_with_metadata(space_assets: dict[s
     assert len(images) == 20 and len(texts) == 20
     assert info["dim"] == 24 and info["images"] == 20 and len(info["weights_sha256"]) == 64
     assert images.kind == "flat"  # 20 vectors: exact search
-    meta = images.metadata_of(images.row_of("637U_59R_1_3_0"))
-    assert meta["country_code"] == "DK" and "Denmark" in meta["place"] and meta["date"].startswith("2017")
-    assert abs(meta["lat"] - 57.2) < 0.1
-    text_meta = texts.metadata_of(texts.row_of("637U_59R_1_3_0"))
-    assert len(text_meta["caption"]) > 20
+    for index in (images, texts):
+        meta = index.metadata_of(index.row_of("637U_59R_1_3_0"))
+        assert set(meta) == {"lat", "lon", "date", "country_code"}  # the filter fields, nothing per-row besides
+        assert meta["country_code"] == "DK" and meta["date"].startswith("2017") and abs(meta["lat"] - 57.2) < 0.1
+    assert all(index._metadata[r] is None for index in (images, texts) for r in range(20))  # columnar only
+
+
+def test_hits_carry_caption_place_and_date_from_the_dataset(service: RetrievalService) -> None:
+    hit = service.search_text("farmland", k=20, regions=["DK"])[0]
+    assert hit.metadata["country_code"] == "DK" and "Denmark" in hit.metadata["place"]
+    assert len(hit.metadata["caption"]) > 20 and hit.metadata["split"] in ("train", "validation", "test")
 
 
 def test_index_appends_only_new_samples_and_matches_a_fresh_build(space_assets: dict[str, Path], tmp_path: Path) -> None:
@@ -187,7 +193,7 @@ def test_image_to_text_for_a_sample(service: RetrievalService) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- uploads
-def _geotiff(path: Path, count: int, crs: str | None = "EPSG:32632", size: int = 120, descriptions: tuple[str, ...] | None = None) -> Path:
+def _geotiff(path: Path, count: int, crs: str | None = "EPSG:32632", size: int = 120) -> Path:
     rng = np.random.default_rng(0)
     profile = {"driver": "GTiff", "width": size, "height": size, "count": count, "dtype": "uint16",
                "transform": from_origin(500_000, 6_300_000, 10, 10)}  # fmt: skip
@@ -195,9 +201,6 @@ def _geotiff(path: Path, count: int, crs: str | None = "EPSG:32632", size: int =
         profile["crs"] = crs
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(rng.integers(300, 3000, (count, size, size)).astype("uint16"))
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
     return path
 
 
@@ -209,9 +212,21 @@ def test_upload_of_a_real_sentinel2_file_lands_on_the_grid(terramind_dir: Path) 
 
 
 def test_upload_band_descriptions_carry_the_order(tmp_path: Path) -> None:
-    path = _geotiff(tmp_path / "s1.tif", 2, descriptions=("VH", "VV"))
+    """A file whose bands are VH then VV (named in its band descriptions) is stored VV, VH with the data moved:
+    the VH band is written about ten times weaker than VV, as real backscatter is."""
+    path = tmp_path / "s1.tif"
+    profile = {"driver": "GTiff", "width": 120, "height": 120, "count": 2, "dtype": "float32", "crs": "EPSG:32632",
+               "transform": from_origin(500_000, 6_300_000, 10, 10)}  # fmt: skip
+    rng = np.random.default_rng(1)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(rng.uniform(0.01, 0.02, (120, 120)).astype("float32"), 1)  # VH
+        dst.write(rng.uniform(0.1, 0.2, (120, 120)).astype("float32"), 2)  # VV
+        dst.set_band_description(1, "VH")
+        dst.set_band_description(2, "VV")
     uploaded = validate_upload(path, "sentinel1", size_px=GRID)
-    assert uploaded.bands["sentinel1"] == ["VV", "VH"]  # stored in canonical order, reordered by name
+    assert uploaded.bands["sentinel1"] == ["VV", "VH"]
+    vv, vh = uploaded.arrays["sentinel1"]
+    assert np.nanmean(vv) > 5 * np.nanmean(vh)
 
 
 def _text_file(path: Path) -> Path:
