@@ -83,6 +83,16 @@ def render_canopy_height(array: np.ndarray, bands: Sequence[str], max_height: fl
     return (rgb * 255).round().astype(np.uint8)
 
 
+def render_water_occurrence(array: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """JRC water occurrence, 0 % white to 100 % deep blue; no data grey."""
+    import matplotlib
+
+    occ = reorder_bands(array, bands, ["occurrence"], modality="jrc_water")[0].astype(np.float32)
+    rgb = matplotlib.colormaps["Blues"](np.clip(np.nan_to_num(occ) / 100.0, 0, 1))[..., :3]
+    rgb[~np.isfinite(occ)] = 0.5
+    return (rgb * 255).round().astype(np.uint8)
+
+
 def render_classes(codes: np.ndarray, modality: str) -> np.ndarray:
     """A class map (stored codes) in the product's legend colours; no-data black."""
     mod = get_modality(modality)
@@ -118,6 +128,8 @@ def render_layer(modality: str, array: np.ndarray, bands: Sequence[str]) -> dict
         return {"DEM hillshade": render_dem(array, bands)}
     if modality == "canopy_height":
         return {"Canopy height": render_canopy_height(array, bands)}
+    if modality == "jrc_water":
+        return {"JRC water occurrence": render_water_occurrence(array, bands)}
     if get_modality(modality).is_categorical:
         return {_DISPLAY.get(modality, modality): render_classes(array, modality)}
     if modality == "naip":

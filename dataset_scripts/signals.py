@@ -10,9 +10,11 @@ absent is ``None``; the captioning code is written against this schema):
 * ``worldcover_fractions`` / ``dynamic_world_fractions``: registry class name -> fraction of the valid
   pixels (every class listed, zeros included, so the keys never vary).
 * ``water``: ``detected`` (at least :data:`WATER_DETECTED_PERCENT` % of the tile), ``percentage`` and the
-  layer it came from, in order of preference: Dynamic World (same date as Sentinel-2), ESA WorldCover
-  (annual), MNDWI > 0 on Sentinel-2 excluding snow (same ratio; snow is bright in the NIR). (``"jrc"`` is part of the schema; the registry has no JRC
-  surface-water layer yet, so no sample uses it today.)
+  layer it came from, in order of preference: Dynamic World (same date as Sentinel-2), JRC surface water
+  (pixels that held water in at least :data:`JRC_WATER_OCCURRENCE` % of 1984-2021 observations), ESA
+  WorldCover (annual), MNDWI > 0 on Sentinel-2 excluding snow (same ratio; snow is bright in the NIR). Where
+  the JRC layer is present its own ``jrc_percentage`` is kept too, and with Dynamic World the consensus:
+  ``agreement``, the share of pixels valid in both on which the two say the same (water or not).
 * ``terrain``: elevation min/mean/max, relief, mean slope (m, degrees), the majority geomorphon landform
   and the landform fractions (:func:`geomorphons`).
 * ``canopy``: mean and 90th percentile canopy height, and cover fraction (height >= 5 m, the FAO tree height).
@@ -40,6 +42,8 @@ from .align import parse_datetime
 from .types import AlignedSample
 
 WATER_DETECTED_PERCENT = 0.5
+#: a JRC pixel counts as water when it held water in at least this % of observations (the "permanent" half)
+JRC_WATER_OCCURRENCE = 50.0
 TROPIC_LATITUDE = 23.44
 CANOPY_TREE_HEIGHT_M = 5.0
 
@@ -185,8 +189,22 @@ def _water(
     refl: Mapping[str, np.ndarray] | None,
 ) -> dict[str, Any] | None:
     dw, wc = fractions.get("dynamic_world"), fractions.get("esa_worldcover")
+    occurrence = _band(sample, "jrc_water", "occurrence")
+    jrc_water = None
+    if occurrence is not None and np.isfinite(occurrence).any():
+        jrc_water = np.where(np.isfinite(occurrence), occurrence >= JRC_WATER_OCCURRENCE, np.nan)
+    extra: dict[str, Any] = {}
+    if jrc_water is not None:
+        extra["jrc_percentage"] = round(100.0 * float(np.nanmean(jrc_water)), 2)
+        dw_water = _dynamic_world_water(sample)
+        if dw_water is not None:
+            both = np.isfinite(jrc_water) & np.isfinite(dw_water)
+            if both.any():
+                extra["agreement"] = round(float((jrc_water[both] == dw_water[both]).mean()), 4)
     if dw is not None:
         pct, source = 100.0 * dw["water"], "dynamic_world"
+    elif jrc_water is not None:
+        pct, source = extra["jrc_percentage"], "jrc"
     elif wc is not None:
         pct, source = 100.0 * wc["permanent water bodies"], "esa_worldcover"
     elif refl is not None:
@@ -198,7 +216,17 @@ def _water(
     else:
         return None
     pct = round(min(max(pct, 0.0), 100.0), 2)
-    return {"detected": bool(pct >= WATER_DETECTED_PERCENT), "percentage": pct, "source": source}
+    return {"detected": bool(pct >= WATER_DETECTED_PERCENT), "percentage": pct, "source": source, **extra}
+
+
+def _dynamic_world_water(sample: AlignedSample) -> np.ndarray | None:
+    """1.0 where Dynamic World says water, 0.0 where it says another class, NaN where it has no data."""
+    if "dynamic_world" not in sample.arrays:
+        return None
+    mod = MODALITIES["dynamic_world"]
+    indices = mod.codes_to_indices(sample.arrays["dynamic_world"][0])
+    water = next(c.index for c in mod.classes if c.name == "water")
+    return np.where(indices >= 0, indices == water, np.nan)
 
 
 def _terrain(sample: AlignedSample) -> dict[str, Any] | None:

@@ -389,8 +389,24 @@ NAIP = Modality(
     source="USDA National Agriculture Imagery Program, 1 m, contiguous US",
 )
 
+JRC_WATER = Modality(
+    name="jrc_water",
+    kind="continuous",
+    bands=(
+        Band("occurrence", "%", 30.0, description="share of the valid observations 1984-2021 in which the pixel was water"),
+    ),
+    default_bands=("occurrence",),
+    dtype="float32",
+    nodata=255,  # the uint8 JRC product (0-100 %, 255 no data); GeoMeld float layers use NaN
+    gsd=10.0,
+    # most pixels on Earth never hold water, so the distribution is a spike at 0 and a tail to 100
+    stats=MappingProxyType({"default": _stats(["occurrence"], [8.0], [24.0])}),
+    license="CC-BY-4.0 (EC JRC / Google)",
+    source="JRC Global Surface Water, occurrence layer (Pekel et al. 2016)",
+)
+
 MODALITIES: Mapping[str, Modality] = MappingProxyType(
-    {m.name: m for m in (SENTINEL2, SENTINEL1, DEM, CANOPY_HEIGHT, ESA_WORLDCOVER, DYNAMIC_WORLD, NAIP)}
+    {m.name: m for m in (SENTINEL2, SENTINEL1, DEM, CANOPY_HEIGHT, ESA_WORLDCOVER, DYNAMIC_WORLD, JRC_WATER, NAIP)}
 )
 
 

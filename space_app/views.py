@@ -126,7 +126,7 @@ def modality_panels(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequen
     """Every picture of every present layer, labelled: true and false colour S2, S1 VV/VH, hillshade, maps."""
     from dataset_scripts.plotting import render_layer
 
-    order = ("sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "naip")
+    order = ("sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "jrc_water", "naip")
     panels = []
     for name in sorted(arrays, key=lambda n: order.index(n) if n in order else len(order)):
         for label, image in render_layer(name, arrays[name], bands[name]).items():

@@ -17,7 +17,7 @@ from modeling_geomeld.modalities import (
 
 
 def test_every_modality_is_described() -> None:
-    assert set(MODALITIES) == {"sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "naip"}
+    assert set(MODALITIES) == {"sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "jrc_water", "naip"}
     for mod in MODALITIES.values():
         assert mod.bands and set(mod.default_bands) <= set(mod.band_names)
         assert mod.gsd > 0 and mod.dtype and mod.license and mod.source

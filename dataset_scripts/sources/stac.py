@@ -167,6 +167,7 @@ PUBLIC_PROFILES: Mapping[str, StacProfile] = {
                 class_map=IO_LULC_TO_DYNAMIC_WORLD,
                 hints={"proxy": "Esri 10 m annual land cover mapped onto Dynamic World"},
             ),
+            StacLayer("jrc_water", "jrc-gsw", (("occurrence", ("occurrence",)),), "nearest"),
             StacLayer("naip", "naip", (("image", ("R", "G", "B", "NIR")),), "nearest"),
         ),
         note=(
