@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from dataset_scripts.errors import UsageError
+
 #: modules that contribute subcommands, each exposing ``register(subparsers) -> None``
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "modeling_geomeld.demo",
@@ -49,7 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as err:
+        # a user mistake: one line that says what to do, no traceback
+        print(f"geomeld {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":
