@@ -22,6 +22,17 @@ through :class:`AlignConfig`):
    the footprint (:func:`estimate_cloud_fraction`); Sentinel-1 and Dynamic World within
    ``max_offset_days`` of the Sentinel-2 date. Offsets are recorded in days.
 6. **Absent layers** are recorded in ``metadata["absent"]``, never zero-filled.
+7. **Sentinel-2 radiometric harmonisation** (:func:`harmonise_sentinel2`, the one place it happens).
+   From processing baseline 04.00 (25 Jan 2022) L1C and L2A pixels carry +1000 (``RADIO_ADD_OFFSET`` /
+   ``BOA_ADD_OFFSET`` = -1000); the 2017-2022 corpus spans both baselines, so the stored Sentinel-2 is
+   always offset-free reflectance x 10000 (integral values, float32 with NaN no-data), whatever the
+   product's baseline. The offset is read from metadata (:func:`sentinel2_offset`: an explicit offset from a
+   manifest column or the release metadata, STAC ``raster:bands`` offset/scale, Earth Search's
+   ``earthsearch:boa_offset_applied``, ``s2:processing_baseline``, or the file's tags), else, for L1C with
+   its cirrus band, from the B10 level; it is removed from the source pixels before resampling (so both
+   baselines resample identical numbers) and recorded in the metadata: ``s2_offset_removed``,
+   ``s2_offset_source``, ``s2_processing_baseline``; ``s2_radiometric_offset`` is the offset left in the
+   stored values, i.e. 0.
 
 Every bad input raises :class:`~dataset_scripts.types.QuarantineError` with its reason code and a message
 saying what was expected and what was found.
@@ -66,6 +77,12 @@ CLOUD_KEYS = (
     "CLOUD_COVER",
 )
 _RESAMPLING = {r.name: r for r in Resampling}
+#: the DN offset of Sentinel-2 processing baseline >= 04.00 (RADIO_ADD_OFFSET / BOA_ADD_OFFSET = -1000)
+S2_BASELINE_04_OFFSET = 1000.0
+#: source properties / file tags giving that offset explicitly (manifest column, release metadata, product)
+S2_OFFSET_KEYS = ("radiometric_offset", "s2:radiometric_offset", "BOA_ADD_OFFSET", "RADIO_ADD_OFFSET")
+#: source properties / file tags giving the processing baseline (``"02.12"``, ``"05.11"``)
+S2_BASELINE_KEYS = ("s2:processing_baseline", "processing_baseline", "PROCESSING_BASELINE")
 
 
 @dataclass(frozen=True)
@@ -396,8 +413,12 @@ def _source_nodata(layer: _Opened) -> float | None:
     return None if layer.ref.class_map is not None else layer.modality.nodata
 
 
-def _align_layer(layer: _Opened, grid: Grid, anchor_id: str, config: AlignConfig) -> np.ndarray:
-    """One file onto ``grid``: float32 with NaN no-data (continuous) or uint8 target codes (categorical)."""
+def _align_layer(
+    layer: _Opened, grid: Grid, anchor_id: str, config: AlignConfig, s2_offset: float | None = None
+) -> np.ndarray:
+    """One file onto ``grid``: float32 with NaN no-data (continuous) or uint8 target codes (categorical).
+
+    ``s2_offset`` (Sentinel-2 only) is removed by :func:`harmonise_sentinel2` before resampling."""
     data, src_transform = _read_window(layer, grid, anchor_id, config)
     ds, mod = layer.dataset, layer.modality
     file_nodata = _source_nodata(layer)
@@ -429,6 +450,8 @@ def _align_layer(layer: _Opened, grid: Grid, anchor_id: str, config: AlignConfig
     values = data.astype(np.float32)
     if file_nodata is not None and np.isfinite(file_nodata):
         values[data == file_nodata] = np.nan
+    if s2_offset is not None:
+        values = harmonise_sentinel2(values, s2_offset)
     out = _warp(values, src_transform, ds.crs, grid, _RESAMPLING[config.continuous_resampling], np.nan)
     bad = float(np.isnan(out).mean())
     if bad > config.max_nodata_fraction:
@@ -483,24 +506,112 @@ def _days(a: datetime, b: datetime) -> float:
     return round((a - b).total_seconds() / 86400.0, 3)
 
 
-def _radiometric_offset(
-    layers: Sequence[_Opened], variant: str, s2: np.ndarray, bands: Sequence[str]
-) -> float:
-    """The +offset in the stored Sentinel-2 values (1000 for processing baseline >= 04.00), from metadata.
+@dataclass(frozen=True)
+class RadiometricOffset:
+    """The DN offset a Sentinel-2 product's pixels carry, and where that was learnt.
 
-    Where the source says nothing and the file is L1C with its cirrus band, a median B10 of at least 1000
-    (cirrus reflectance over a whole scene is far below 0.1) reveals the offset; otherwise 0 is assumed.
+    Attributes:
+        value: DN added to reflectance x 10000 in the product (1000 from baseline 04.00, else 0).
+        source: the metadata key (``"raster:bands"``, ``"s2:processing_baseline"``, ``"BOA_ADD_OFFSET"``...),
+            ``"b10_level"`` (the L1C cirrus test) or ``"none_found"`` (assumed offset-free).
+        baseline: the processing baseline where the metadata gives it.
     """
-    for layer in layers:
-        for key in ("radiometric_offset", "s2:radiometric_offset", "BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
-            value = layer.ref.properties.get(key, layer.dataset.tags().get(key))
-            if value not in (None, ""):
-                return abs(float(value))
-    if variant == "l1c" and "B10" in bands:
-        b10 = s2[list(bands).index("B10")]
-        if np.isfinite(b10).any() and float(np.nanmedian(b10)) >= 1000:
-            return 1000.0
-    return 0.0
+
+    value: float
+    source: str
+    baseline: str | None = None
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if not math.isfinite(out):
+        raise QuarantineError("bad_metadata", f"{where}: expected a number for {key}, found {value!r}")
+    return out
+
+
+def sentinel2_offset(
+    properties: Mapping[str, Any], tags: Mapping[str, Any], where: str
+) -> RadiometricOffset | None:
+    """The radiometric offset from a Sentinel-2 file's metadata, or ``None`` when the metadata say nothing.
+
+    In order: an explicit offset (``radiometric_offset`` manifest column, release metadata, the product's
+    ``BOA_ADD_OFFSET``/``RADIO_ADD_OFFSET``; its sign is irrelevant, the pixels carry +|offset|); STAC
+    ``raster:bands`` offset/scale as the STAC source copies them (``raster:offset`` -0.1 and ``raster:scale``
+    0.0001 -> 1000 DN); Earth Search's ``earthsearch:boa_offset_applied: true`` (its COGs keep the DN
+    offset and say so); the processing baseline (>= 04.00 -> 1000). Properties win over file tags.
+    """
+    sources = (properties, tags)
+    baseline = next(
+        (str(src[k]) for src in sources for k in S2_BASELINE_KEYS if src.get(k) not in (None, "")), None
+    )
+    for src in sources:
+        for key in S2_OFFSET_KEYS:
+            if src.get(key) not in (None, ""):
+                return RadiometricOffset(abs(_number(src[key], key, where)), key, baseline)
+    if properties.get("raster:offset") not in (None, ""):
+        offset = _number(properties["raster:offset"], "raster:bands offset", where)
+        scale = _number(properties.get("raster:scale", 1.0), "raster:bands scale", where)
+        if scale <= 0:
+            raise QuarantineError(
+                "bad_metadata", f"{where}: expected a positive raster:bands scale, found {scale}"
+            )
+        return RadiometricOffset(round(abs(offset) / scale, 6), "raster:bands", baseline)
+    if properties.get("earthsearch:boa_offset_applied") in (True, "true", "True"):
+        return RadiometricOffset(S2_BASELINE_04_OFFSET, "earthsearch:boa_offset_applied", baseline)
+    if baseline is not None:
+        value = _number(baseline, "the processing baseline", where)
+        return RadiometricOffset(
+            S2_BASELINE_04_OFFSET if value >= 4.0 else 0.0, "processing_baseline", baseline
+        )
+    return None
+
+
+def _metadata_offset(layers: Sequence[_Opened], anchor_id: str) -> RadiometricOffset | None:
+    """The offset of the anchor's Sentinel-2 files; files of one scene must agree."""
+    found = [
+        (
+            layer.ref.path,
+            sentinel2_offset(
+                layer.ref.properties, layer.dataset.tags(), f"anchor {anchor_id!r}, {layer.ref.path}"
+            ),
+        )
+        for layer in layers
+    ]
+    known = [(path, o) for path, o in found if o is not None]
+    if len({o.value for _, o in known}) > 1:
+        raise QuarantineError(
+            "bad_metadata",
+            f"anchor {anchor_id!r}: expected one radiometric offset for the Sentinel-2 scene, found "
+            + ", ".join(f"{o.value:g} ({o.source}) in {os.path.basename(path)}" for path, o in known),
+        )
+    return known[0][1] if known else None
+
+
+def _b10_offset(stack: np.ndarray, bands: Sequence[str]) -> RadiometricOffset:
+    """Where the metadata say nothing: L1C's median cirrus B10 of at least 1000 reveals the offset (cirrus
+    reflectance over a whole footprint is far below 0.1); without B10, 0 is assumed."""
+    if "B10" in bands:
+        b10 = stack[list(bands).index("B10")]
+        if np.isfinite(b10).any() and float(np.nanmedian(b10)) >= S2_BASELINE_04_OFFSET:
+            return RadiometricOffset(S2_BASELINE_04_OFFSET, "b10_level")
+        return RadiometricOffset(0.0, "b10_level")
+    return RadiometricOffset(0.0, "none_found")
+
+
+def harmonise_sentinel2(values: np.ndarray, offset: float) -> np.ndarray:
+    """Sentinel-2 DN of any baseline -> offset-free reflectance x 10000: THE place the offset is removed.
+
+    ``values`` are float with NaN no-data. Pixels below the offset (negative reflectance, which products
+    before baseline 04.00 could not hold) become 1, the smallest valid DN of both baselines (0 is their
+    no-data), so both baselines share one range. Rounding keeps the values integral, ready for an integer
+    store.
+    """
+    out = np.rint(values.astype(np.float32, copy=False) - np.float32(offset))
+    np.maximum(out, np.float32(1.0), out=out, where=np.isfinite(out))
+    return out
 
 
 # -- cloud estimate -----------------------------------------------------------------------------------------
@@ -555,13 +666,13 @@ def estimate_cloud_fraction(
 
 # -- the protocol -------------------------------------------------------------------------------------------
 def _merge_modality(
-    layers: Sequence[_Opened], grid: Grid, anchor_id: str, config: AlignConfig
+    layers: Sequence[_Opened], grid: Grid, anchor_id: str, config: AlignConfig, s2_offset: float | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """All files of one modality onto the grid, stacked by band name (any file order, any band order)."""
     by_name: dict[str, np.ndarray] = {}
     for layer in layers:
         target = grid.with_gsd(config.naip_gsd) if layer.modality.name == "naip" else grid
-        aligned = _align_layer(layer, target, anchor_id, config)
+        aligned = _align_layer(layer, target, anchor_id, config, s2_offset)
         for i, name in enumerate(layer.bands):
             by_name[name] = aligned[i]
     names = tuple(by_name)
@@ -626,9 +737,15 @@ def _align_opened(request: AnchorRequest, opened: list[_Opened], config: AlignCo
     metadata: dict[str, Any] = {}
     for name in (m for m in MODALITIES if m in groups):
         mod = MODALITIES[name]
-        stack, given = _merge_modality(groups[name], grid, request.anchor_id, config)
         if name == "sentinel2":
-            metadata.update(_sentinel2_checks(request.anchor_id, groups[name], stack, given, config))
+            found = _metadata_offset(groups[name], request.anchor_id)
+            stack, given = _merge_modality(
+                groups[name], grid, request.anchor_id, config, found.value if found else 0.0
+            )
+            stack, checks = _sentinel2_checks(request.anchor_id, groups[name], stack, given, config, found)
+            metadata.update(checks)
+        else:
+            stack, given = _merge_modality(groups[name], grid, request.anchor_id, config)
         if name == "dem" and "elevation" in given:
             # slope is always derived on the final grid, so it matches the grid's spacing; a file's own is dropped
             rest = [i for i, g in enumerate(given) if g != "slope"]
@@ -665,19 +782,29 @@ def _align_opened(request: AnchorRequest, opened: list[_Opened], config: AlignCo
 
 
 def _sentinel2_checks(
-    anchor_id: str, layers: Sequence[_Opened], stack: np.ndarray, given: Sequence[str], config: AlignConfig
-) -> dict[str, Any]:
-    """Product variant, radiometric offset and the cloud-cover rule for the anchor's Sentinel-2 layer."""
+    anchor_id: str,
+    layers: Sequence[_Opened],
+    stack: np.ndarray,
+    given: Sequence[str],
+    config: AlignConfig,
+    found: RadiometricOffset | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Harmonised stack, product variant, offset and the cloud-cover rule for the anchor's Sentinel-2 layer.
+
+    ``found`` is the offset from metadata, already removed from the source pixels; without it the B10
+    test decides and the offset comes off the resampled stack (the only case harmonised after resampling).
+    """
     variant = layers[0].variant
-    offset = _radiometric_offset(layers, variant, stack, given)
+    offset = found or (
+        _b10_offset(stack, given) if variant == "l1c" else RadiometricOffset(0.0, "none_found")
+    )
+    stack = harmonise_sentinel2(stack, 0.0 if found else offset.value)
     scene = _scene_cloud_cover(layers)
     cover: float | None
     if scene is not None:
         cover, source, tile_fraction = scene, "metadata", None
     else:
-        tile_fraction, source = estimate_cloud_fraction(
-            stack, given, offset, config.cloud_probability_threshold
-        )
+        tile_fraction, source = estimate_cloud_fraction(stack, given, 0.0, config.cloud_probability_threshold)
         cover = None if tile_fraction is None else 100.0 * tile_fraction
     if cover is not None and cover >= config.max_cloud_cover:
         raise QuarantineError(
@@ -685,9 +812,12 @@ def _sentinel2_checks(
             f"anchor {anchor_id!r}: expected Sentinel-2 cloud cover under {config.max_cloud_cover:g} %, "
             f"found {cover:.1f} % ({source})",
         )
-    return {
+    return stack, {
         "s2_product": variant,
-        "s2_radiometric_offset": offset,
+        "s2_radiometric_offset": 0.0,  # the offset left in the stored values: none, they are harmonised
+        "s2_offset_removed": offset.value,
+        "s2_offset_source": offset.source,
+        "s2_processing_baseline": offset.baseline,
         "cloud_cover": None if cover is None else round(float(cover), 3),
         "cloud_cover_source": source,
         "cloud_fraction": None if tile_fraction is None else round(float(tile_fraction), 4),

@@ -12,7 +12,13 @@ from rasterio.transform import Affine
 
 from dataset_scripts.align import AlignConfig, align, anchor_grid, parse_datetime, slope_degrees, utm_crs
 from dataset_scripts.types import AnchorRequest, LayerRef, QuarantineError
-from modeling_geomeld.modalities import DYNAMIC_WORLD, ESA_WORLDCOVER, SENTINEL2_BANDS, parse_class_map
+from modeling_geomeld.modalities import (
+    DYNAMIC_WORLD,
+    ESA_WORLDCOVER,
+    SENTINEL2_ALL_BANDS,
+    SENTINEL2_BANDS,
+    parse_class_map,
+)
 
 CLASS_MAP = parse_class_map(LULC_TO_DYNAMIC_WORLD, DYNAMIC_WORLD)
 
@@ -119,7 +125,9 @@ def test_l1c_drops_b10_by_name_and_detects_its_offset(terramind_dir: Path) -> No
     sample = align(_request(terramind_dir, "282D_485L_3_3", product="l1c"))
     assert sample.bands["sentinel2"] == SENTINEL2_BANDS and "B10" not in sample.bands["sentinel2"]
     assert sample.metadata["s2_product"] == "l1c"
-    assert sample.metadata["s2_radiometric_offset"] == 1000.0  # median B10 >= 1000: baseline >= 04.00
+    # no offset in the metadata: the median B10 >= 1000 reveals baseline >= 04.00, and the offset is removed
+    assert (sample.metadata["s2_offset_removed"], sample.metadata["s2_offset_source"]) == (1000.0, "b10_level")
+    assert sample.metadata["s2_radiometric_offset"] == 0.0  # what is left in the stored values
     assert sample.metadata["cloud_cover_source"] == "metadata" and sample.metadata["cloud_cover"] == 1.0
 
 
@@ -256,3 +264,87 @@ def test_band_subsets_one_file_per_band_and_unusable_band_sets(terramind_dir: Pa
     with pytest.raises(QuarantineError, match="expected at least one stored sentinel2 band") as err:
         align(AnchorRequest("b10", only_b10))
     assert err.value.reason == "band_count_mismatch"
+
+
+# -- Sentinel-2 radiometric harmonisation (baseline >= 04.00 carries +1000 DN) -------------------------------
+_HARMONISE_TILE = "282D_485L_3_3"  # a real TerraMesh L1C sample whose pixels carry the +1000 offset
+
+
+def _baseline_pair(terramind: Path, tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    """The real L1C sample as a 2025 product (+1000 in the pixels) and the same surface as a 2019 product
+    of baseline 02.12 (offset-free DN, as such products were written), plus the offset-free truth."""
+    src_path = terramind / "S2L1C" / f"{_HARMONISE_TILE}.tif"
+    with rasterio.open(src_path) as src:
+        raw, profile = src.read(), src.profile
+    assert float(np.median(raw[10])) >= 1000 and raw.min() > 1000  # the sample really carries the offset
+    old = tmp_path / "s2_2019_baseline_02.12.tif"
+    with rasterio.open(old, "w", **profile) as dst:
+        dst.write((raw - 1000).astype(profile["dtype"]))
+    return src_path, old, (raw - 1000).astype(np.float32)
+
+
+def _s2_only(path: Path, when: str, props: dict) -> AnchorRequest:
+    return AnchorRequest(
+        _HARMONISE_TILE,
+        [LayerRef("sentinel2_l1c", str(path), datetime=when, properties={"cloud_cover": "1.0", **props})],
+    )
+
+
+NEW_BASELINE_METADATA = {
+    "stac raster:bands": {"s2:processing_baseline": "05.11", "raster:offset": -0.1, "raster:scale": 0.0001},
+    "earth search flag": {"earthsearch:boa_offset_applied": True},
+    "processing baseline": {"s2:processing_baseline": "05.09"},
+    "manifest column": {"radiometric_offset": "1000"},
+    "product metadata": {"BOA_ADD_OFFSET": "-1000"},
+}
+
+
+@pytest.mark.parametrize("where", sorted(NEW_BASELINE_METADATA))
+def test_the_same_surface_from_2019_and_2025_gives_the_same_harmonised_pixels(
+    terramind_dir: Path, tmp_path: Path, where: str
+) -> None:
+    new, old, truth = _baseline_pair(terramind_dir, tmp_path)
+    s2019 = align(_s2_only(old, "2019-01-01T10:00:00Z", {"s2:processing_baseline": "02.12"}))
+    s2025 = align(_s2_only(new, "2025-07-31T10:00:00Z", NEW_BASELINE_METADATA[where]))
+    np.testing.assert_array_equal(s2019.arrays["sentinel2"], s2025.arrays["sentinel2"])
+    assert (s2019.metadata["s2_offset_removed"], s2025.metadata["s2_offset_removed"]) == (0.0, 1000.0)
+    assert s2019.metadata["s2_offset_source"] == "processing_baseline"
+    assert s2019.metadata["s2_processing_baseline"] == "02.12"
+    assert s2025.metadata["s2_radiometric_offset"] == 0.0
+    # and the stored values are the offset-free reflectance x 10000 of the file's own pixels, integral
+    with rasterio.open(new) as ds:
+        col = round((s2025.metadata["bounds"][0] - ds.transform.c) / 10)
+        row = round((ds.transform.f - s2025.metadata["bounds"][3]) / 10)
+    keep = [i for i in range(13) if i != 10]  # B10 is dropped by name
+    np.testing.assert_array_equal(s2025.arrays["sentinel2"], truth[keep, row : row + 128, col : col + 128])
+
+
+def test_harmonisation_happens_before_resampling(terramind_dir: Path, tmp_path: Path) -> None:
+    """At 15 m both baselines are resampled; removing the offset first keeps them identical (and integral)."""
+    new, old, _ = _baseline_pair(terramind_dir, tmp_path)
+    config = AlignConfig(gsd=15.0, size_px=85)
+    s2019 = align(_s2_only(old, "2019-01-01T10:00:00Z", {"s2:processing_baseline": "02.12"}), config)
+    s2025 = align(_s2_only(new, "2025-07-31T10:00:00Z", {"s2:processing_baseline": "05.11"}), config)
+    np.testing.assert_array_equal(s2019.arrays["sentinel2"], s2025.arrays["sentinel2"])
+    values = s2025.arrays["sentinel2"]
+    assert np.array_equal(values, np.rint(values)) and values.min() >= 1
+
+
+def test_unharmonised_baselines_would_differ_by_the_offset(terramind_dir: Path, tmp_path: Path) -> None:
+    """The check above can fail: with the 2025 offset left unsaid (an explicit 0), the pixels differ by 1000."""
+    new, old, _ = _baseline_pair(terramind_dir, tmp_path)
+    s2019 = align(_s2_only(old, "2019-01-01T10:00:00Z", {"s2:processing_baseline": "02.12"}))
+    wrong = align(_s2_only(new, "2025-07-31T10:00:00Z", {"radiometric_offset": "0"}))
+    assert np.median(wrong.arrays["sentinel2"] - s2019.arrays["sentinel2"]) == 1000.0
+
+
+def test_contradicting_offsets_and_bad_values_are_quarantined(terramind_dir: Path, tmp_path: Path) -> None:
+    new, _, _ = _baseline_pair(terramind_dir, tmp_path)
+    with pytest.raises(QuarantineError) as err:
+        align(_s2_only(new, "2025-07-31T10:00:00Z", {"s2:processing_baseline": "n/a"}))
+    assert err.value.reason == "bad_metadata" and "'n/a'" in str(err.value)
+    request = _s2_only(new, "2025-07-31T10:00:00Z", {"radiometric_offset": "1000"})
+    request.layers.append(LayerRef("sentinel2_l1c", str(new), bands=SENTINEL2_ALL_BANDS,
+                                   properties={"s2:processing_baseline": "02.12"}))  # fmt: skip
+    with pytest.raises(QuarantineError, match="one radiometric offset"):
+        align(request)

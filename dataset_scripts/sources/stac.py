@@ -683,6 +683,10 @@ class StacSource:
         }
         if layer.timing == "reference":
             props["eo:cloud_cover"] = item.properties.get("eo:cloud_cover")
+            # what the aligner needs to remove the radiometric offset of baseline >= 04.00 (see align.py)
+            for key in S2_RADIOMETRY_KEYS:
+                if key in item.properties:
+                    props[key] = item.properties[key]
         if orbit:
             props["sat:orbit_state"] = orbit
         if "start_datetime" in item.properties:
@@ -701,10 +705,22 @@ class StacSource:
                     bands=names,
                     datetime=layer_time(item, s2_time),
                     class_map=class_map,
-                    properties={**props, "stac:asset": key},
+                    properties={**props, **_raster_band_scaling(asset), "stac:asset": key},
                 )
             )
         return refs
+
+
+#: item properties that say whether a Sentinel-2 item's pixels carry the +1000 DN offset
+S2_RADIOMETRY_KEYS = ("s2:processing_baseline", "earthsearch:boa_offset_applied")
+
+
+def _raster_band_scaling(asset: pystac.Asset) -> dict[str, float]:
+    """``raster:bands`` offset/scale of a one-band asset (Earth Search: -0.1 / 0.0001 for baseline >= 04.00)."""
+    bands = asset.extra_fields.get("raster:bands") or []
+    if len(bands) != 1 or not isinstance(bands[0], Mapping) or bands[0].get("offset") is None:
+        return {}
+    return {"raster:offset": float(bands[0]["offset"]), "raster:scale": float(bands[0].get("scale", 1.0))}
 
 
 def _require_positive(**values: float) -> None:
