@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .align import AlignConfig, align
+from .settings import resolve_source_options
 from .signals import compute_signals, signal_columns
 from .sources import open_source
 from .types import AlignedSample, AnchorRequest, QuarantineError
@@ -356,6 +357,8 @@ def build(
     from .card import write_card
 
     options = options or BuildOptions()
+    # the one place flags and source options meet: every component gets the values in force
+    source_options = resolve_source_options(source, options, source_options)
     root = Path(out).expanduser().resolve()
     (root / "_build").mkdir(parents=True, exist_ok=True)
     _check_plan(root, source, options, source_options)

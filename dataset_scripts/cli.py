@@ -19,8 +19,12 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _add_build(subparsers: Any) -> None:
+    from .settings import options_help
+
     p = subparsers.add_parser(
         "build",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=options_help(),
         help="build the aligned multimodal dataset (Parquet shards) from local files, STAC or the release",
         description="Align every anchor's layers onto one UTM grid (128 x 128 at 10 m by default), compute its "
         "signals, and write Parquet shards under OUT/data/ plus a dataset card OUT/README.md and a build report "
@@ -81,7 +85,8 @@ def _add_build(subparsers: Any) -> None:
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
-        help="an option for the source, repeatable (e.g. --option anchors=anchors.csv for stac:)",
+        help="an option for the source, repeatable (e.g. --option anchors=anchors.csv for stac:); each source's "
+        "options are listed below; an unknown key is refused",
     )
     p.add_argument(
         "--caption", action="store_true", help="caption each sample with the grounded template captioner while building"
@@ -90,30 +95,44 @@ def _add_build(subparsers: Any) -> None:
     p.set_defaults(func=_run_build)
 
 
-def _run_build(args: argparse.Namespace) -> int:
+def _build_options(args: argparse.Namespace) -> Any:
+    """The build flags as :class:`BuildOptions`; out-of-range values are the user's mistake (one line)."""
     from .align import AlignConfig
-    from .build import BuildError, BuildOptions, build
+    from .build import BuildOptions
+    from .errors import UsageError
+
+    try:
+        return BuildOptions(
+            shard_size=args.shard_size,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            processes=not args.threads,
+            resume=args.resume,
+            strict=args.strict,
+            block_deg=args.block_deg,
+            progress=not args.no_progress,
+            caption=args.caption,
+            align=AlignConfig(
+                size_px=args.size_px,
+                gsd=args.gsd,
+                max_cloud_cover=args.max_cloud_cover,
+                max_offset_days=args.max_offset_days,
+            ),
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build
+    from .settings import parse_option_pairs, split_source
     from .types import QuarantineError
 
-    options = BuildOptions(
-        shard_size=args.shard_size,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        processes=not args.threads,
-        resume=args.resume,
-        strict=args.strict,
-        block_deg=args.block_deg,
-        progress=not args.no_progress,
-        caption=args.caption,
-        align=AlignConfig(
-            size_px=args.size_px,
-            gsd=args.gsd,
-            max_cloud_cover=args.max_cloud_cover,
-            max_offset_days=args.max_offset_days,
-        ),
-    )
+    kind, _ = split_source(args.source)
+    source_options = parse_option_pairs(kind, args.option)  # typed, known keys only (else UsageError)
+    options = _build_options(args)
     try:
-        report = build(args.source, args.out, options, **dict(args.option))
+        report = build(args.source, args.out, options, **source_options)
     except QuarantineError as err:
         print(f"geomeld build --strict: bad input ({err.reason}): {err}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Iterator
 from typing import Protocol
 
+from ..errors import UsageError
+from ..settings import split_source
 from ..types import AlignedSample, AnchorRequest
 
 #: source kind -> "module:Class"; each class is constructed with the location string after "KIND:"
@@ -28,14 +30,17 @@ class Source(Protocol):
 
 
 def open_source(spec: str, **options: object) -> Source:
-    """``"manifest:/data/m.csv"`` -> a ``ManifestSource``; raises ``ValueError`` for an unknown kind."""
-    kind, sep, location = spec.partition(":")
-    if not sep or kind not in SOURCE_KINDS or not location:
-        raise ValueError(
-            f"--source must look like KIND:LOCATION with KIND one of {sorted(SOURCE_KINDS)}; got {spec!r} "
-            "(e.g. manifest:/data/manifest.csv, stac:https://earth-search.aws.element84.com/v1, "
-            "geomeld-release:/data/geomeld/shards)"
-        )
+    """``"manifest:/data/m.csv"`` -> a ``ManifestSource``; raises ``UsageError`` for an unknown kind.
+
+    ``options`` go to the source's constructor as given; ``geomeld build`` resolves them first with
+    :func:`dataset_scripts.settings.resolve_source_options` (types, defaults, the values of build flags).
+    """
+    kind, location = split_source(spec)
     module_name, _, cls_name = SOURCE_KINDS[kind].partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(location, **options)
+    try:
+        return cls(location, **options)
+    except (ValueError, KeyError) as err:
+        # a source refuses its configuration or its input list at construction: the user's mistake
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise UsageError(f"{kind} source: {message}") from None

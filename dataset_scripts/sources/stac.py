@@ -58,6 +58,8 @@ from rasterio.warp import transform, transform_bounds
 
 from modeling_geomeld.modalities import get_modality, parse_class_map, resolve
 
+from ..errors import UsageError
+from ..settings import describe_options
 from ..types import AnchorRequest, LayerRef, QuarantineError
 from .quarantine import QuarantineLog, QuarantineRecord
 
@@ -408,9 +410,18 @@ class StacApiFinder:
 
     def __init__(self, url: str, max_items: int, modifier: Callable[[Any], Any] | None, timeout_s: float):
         from pystac_client import Client
+        from pystac_client.exceptions import APIError
 
         # a timeout, because an endpoint that accepts connections and never answers hangs a build for good
-        self.client = Client.open(url, modifier=modifier, timeout=timeout_s)
+        try:
+            self.client = Client.open(url, modifier=modifier, timeout=timeout_s)
+        except (APIError, OSError, ValueError, pystac.STACError) as err:
+            # requests' errors are OSErrors; a non-STAC answer is a STACError or a JSON ValueError
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError(
+                f"cannot open the STAC API at {url}: {type(err).__name__}: {first[:300]}; expected a STAC API "
+                "root URL that answers (or a static catalog.json path)"
+            ) from None
         self.max_items = max_items
 
     def find(
@@ -591,6 +602,16 @@ class StacSource:
         self.timeout_s = timeout_s
         self._log = QuarantineLog(strict)
         self._finder: ItemFinder | None = None
+        #: the options in force, as describe() reports them
+        self.options = {
+            "anchors": str(anchors), "profile": self.profile.name, "s2_product": s2_product,
+            "modalities": [layer.modality for layer in self.layers], "datetime": datetime,
+            "max_cloud_cover": max_cloud_cover, "anchor_window_days": anchor_window_days,
+            "window_days": window_days, "footprint_m": footprint_m, "max_items": max_items, "sign": sign,
+            "timeout_s": timeout_s,
+        }  # fmt: skip
+        if not _is_static(location):
+            self.finder()  # an unreachable API fails here, in one line, before any work is planned
 
     @property
     def quarantined(self) -> list[QuarantineRecord]:
@@ -601,7 +622,8 @@ class StacSource:
         layers = ", ".join(f"{layer.modality}<-{layer.collection}" for layer in self.layers)
         return (
             f"STAC ({kind} {self.location}, profile {self.profile.name}): {len(self.anchor_list)} anchors; "
-            f"layers {layers}; S2 cloud cover < {self.max_cloud_cover}%, others within +-{self.window_days} d"
+            f"layers {layers}; S2 cloud cover < {self.max_cloud_cover}%, others within +-{self.window_days} d; "
+            f"options in force: {describe_options(self.options)}"
         )
 
     def finder(self) -> ItemFinder:
