@@ -126,7 +126,10 @@ def test_l1c_drops_b10_by_name_and_detects_its_offset(terramind_dir: Path) -> No
     assert sample.bands["sentinel2"] == SENTINEL2_BANDS and "B10" not in sample.bands["sentinel2"]
     assert sample.metadata["s2_product"] == "l1c"
     # no offset in the metadata: the median B10 >= 1000 reveals baseline >= 04.00, and the offset is removed
-    assert (sample.metadata["s2_offset_removed"], sample.metadata["s2_offset_source"]) == (1000.0, "b10_level")
+    assert (sample.metadata["s2_offset_removed"], sample.metadata["s2_offset_source"]) == (
+        1000.0,
+        "b10_level",
+    )
     assert sample.metadata["s2_radiometric_offset"] == 0.0  # what is left in the stored values
     assert sample.metadata["cloud_cover_source"] == "metadata" and sample.metadata["cloud_cover"] == 1.0
 

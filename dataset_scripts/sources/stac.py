@@ -723,7 +723,7 @@ class StacSource:
             refs.append(
                 LayerRef(
                     modality=layer.modality,
-                    path=asset.get_absolute_href() or asset.href,
+                    path=_asset_href(asset),
                     bands=names,
                     datetime=layer_time(item, s2_time),
                     class_map=class_map,
@@ -731,6 +731,15 @@ class StacSource:
                 )
             )
         return refs
+
+
+def _asset_href(asset: pystac.Asset) -> str:
+    """The asset's href as rasterio opens it. An absolute local path or a URL is taken as it is: pystac would
+    join a local path onto the host of an item's remote ``self`` link (a mirror of an API's items)."""
+    href = asset.href
+    if "://" in href or href.startswith("/vsi") or Path(href).is_absolute():
+        return href
+    return asset.get_absolute_href() or href
 
 
 #: item properties that say whether a Sentinel-2 item's pixels carry the +1000 DN offset
