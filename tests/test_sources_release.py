@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.make_release import EXPECTED, band_value, make_release
+from fixtures.make_release import (
+    DUAL_POL_HH_HV,
+    EXPECTED,
+    H5_KEYS,
+    METADATA_FIELDS,
+    band_value,
+    h5_bytes,
+    make_release,
+    sample_arrays,
+    sample_metadata,
+)
 
 from dataset_scripts.sources import open_source
 from dataset_scripts.sources.release import ReleaseSource, canonical_band_name, decode_member
@@ -49,6 +61,9 @@ def test_every_band_is_recovered_by_name(decoded):
             # canonical registry order, whatever order the release stored them in
             assert list(names) == [b for b in MODALITIES[modality].band_names if b in names]
             for i, band in enumerate(names):
+                if modality == "sentinel1" and band[:2] in ("HH", "HV") and key not in DUAL_POL_HH_HV:
+                    assert np.isnan(array[i]).all(), (key, band)  # empty in the release: masked, not zeros
+                    continue
                 assert np.all(array[i] == np.float32(band_value(key, modality, band))), (key, modality, band)
 
 
@@ -117,7 +132,13 @@ def test_metadata_is_mapped(decoded):
         assert (s.metadata["water_detected"], s.metadata["water_percentage"]) == (True, 12.5)
         assert s.metadata["acquisition_date"] == "2020-07-14"
         assert s.metadata["datetime"] == "2020-07-14T00:00:00"
-        assert s.metadata["osm_tags"] == {"natural": "water", "landuse": "forest"}
+        assert s.metadata["osm_tags"] == {
+            "natural": "water",
+            "landuse": "forest",
+        }  # as it comes, for captions
+        assert s.metadata["water_analysis"] == {"detected": True, "percentage": 12.5}
+        assert s.metadata["file_type_naip"] is (key == "s002")
+        assert s.metadata["s2_offset_source"] == "none_found" and s.metadata["s2_offset_removed"] == 0.0
     assert "release_band_names" not in samples["s001"].metadata
     assert samples["s100"].metadata["terrain_class"] == "hills"  # metadata from a .json member
 
@@ -181,3 +202,84 @@ def test_canonical_band_name(modality, name, expected):
 def test_unknown_band_names_are_rejected(modality, name):
     with pytest.raises(ValueError, match="registry's bands"):
         canonical_band_name(modality, name)
+
+
+def test_fixture_follows_the_documented_layout(release):
+    """h5 keys, S1 band count, metadata fields and the two Parquet configs as documented; no caption key."""
+    import io
+    import tarfile
+
+    import h5py
+    import pyarrow.parquet as pq
+
+    with tarfile.open(release / "shard-000000.tar") as tar:
+        for name in ("s000.h5", "s002.h5"):
+            with h5py.File(io.BytesIO(tar.extractfile(name).read()), "r") as h5:
+                assert set(h5) <= set(H5_KEYS) and "caption" not in h5 and "metadata" in h5
+                assert h5["sentinel1"].shape[0] == 8
+                assert h5["sentinel2"].shape[0] == (9 if name == "s002.h5" else 12)
+                assert ("naip" in h5) is (name == "s002.h5")
+                assert set(json.loads(h5["metadata"][()])) == set(METADATA_FIELDS)
+    naip = pq.read_table(release / "naip" / "metadata.parquet").to_pylist()
+    non_naip = pq.read_table(release / "non_naip" / "metadata.parquet").to_pylist()
+    assert [r["tile_id"] for r in naip] == ["tile-s002"]
+    assert len(non_naip) == len(GOOD) - 1 and set(non_naip[0]) == set(METADATA_FIELDS)
+
+
+def test_hh_hv_are_masked_where_empty_and_kept_where_acquired(decoded):
+    samples, _ = decoded
+    s000, s006 = samples["s000"], samples["s006"]
+    assert set(s000.metadata["s1_empty_bands"]) == {"HH_asc", "HV_asc", "HH_des", "HV_des"}
+    assert s006.metadata["s1_empty_bands"] == []
+    vv = s000.bands["sentinel1"].index("VV_asc")
+    assert np.isfinite(s000.arrays["sentinel1"][vv]).all()
+
+
+def test_shards_are_streamed_not_unpacked(release, tmp_path, monkeypatch):
+    """A non-seekable stream decodes the same samples, and nothing is written to disk meanwhile."""
+    from dataset_scripts.sources.release import iter_shard
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes):
+            self.inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+            chunk = self.inner.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+        def seekable(self) -> bool:
+            return False
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    data = (release / "shard-000000.tar").read_bytes()
+    keys = [m.key for m in iter_shard("pipe", io.BufferedReader(Pipe(data)))]
+    assert keys[:3] == ["s000", "s001", "s002"] and "s006" in keys
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_release_metadata_offset_is_harmonised(tmp_path):
+    """A release sample whose metadata declare baseline 05.00 DN: the offset comes off, once, recorded."""
+    import tarfile
+
+    arrays = sample_arrays("s000", 8)
+    arrays["sentinel2"] = arrays["sentinel2"] + 1000.0
+    meta = {**sample_metadata("s000", None), "s2:processing_baseline": "05.00"}
+    with tarfile.open(tmp_path / "shard-000000.tar", "w") as tar:
+        data = h5_bytes(arrays, meta)
+        info = tarfile.TarInfo("s000.h5")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    [sample] = ReleaseSource(str(tmp_path)).anchors()
+    assert (sample.metadata["s2_offset_removed"], sample.metadata["s2_offset_source"]) == (
+        1000.0,
+        "processing_baseline",
+    )
+    b01 = sample.bands["sentinel2"].index("B01")
+    assert np.all(
+        sample.arrays["sentinel2"][b01] == np.rint(np.float32(band_value("s000", "sentinel2", "B01")))
+    )

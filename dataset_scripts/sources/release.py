@@ -293,7 +293,8 @@ def _iso_date(value: Any) -> str | None:
 def _sample_metadata(member: ReleaseMember, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Release metadata in GeoMeld's names: ``long`` -> ``lon``, ``acquisition_date`` also as ISO
     ``datetime``, ``water_analysis`` flattened."""
-    out = {k: v for k, v in meta.items() if k not in {"long", "water_analysis", "band_names"}}
+    # osm_tags and water_analysis pass through as they come: the captioners ground sentences in them
+    out = {k: v for k, v in meta.items() if k not in {"long", "band_names"}}
     if "long" in meta:
         out["lon"] = meta["long"]
     water = meta.get("water_analysis")
@@ -330,8 +331,46 @@ def decode_member(member: ReleaseMember) -> AlignedSample:
             out_arrays[modality], out_bands[modality] = _canonical(modality, array, given)
         except ValueError as err:  # an unknown or duplicated band name
             raise QuarantineError("band_count_mismatch", f"{member.shard}:{member.key}: {err}") from err
+    metadata = _sample_metadata(member, meta)
+    if "sentinel1" in out_arrays:
+        out_arrays["sentinel1"], metadata["s1_empty_bands"] = _mask_empty(
+            out_arrays["sentinel1"], out_bands["sentinel1"]
+        )
+    if "sentinel2" in out_arrays:
+        out_arrays["sentinel2"], harmonised = _harmonise(member, meta, out_arrays["sentinel2"])
+        metadata.update(harmonised)
     tile_id = str(meta.get("tile_id") or member.key)
-    return AlignedSample(tile_id, out_arrays, out_bands, _sample_metadata(member, meta))
+    return AlignedSample(tile_id, out_arrays, out_bands, metadata)
+
+
+def _mask_empty(array: np.ndarray, bands: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Sentinel-1 pixels the release leaves empty (zeros: HH/HV over most land, where only VV/VH are
+    acquired) become NaN, GeoMeld's no-data, so they read as masked rather than as 0 dB backscatter;
+    returns the names of the bands left without any data."""
+    values = array.astype(np.float32, copy=True)
+    values[values == 0] = np.nan
+    return values, [b for i, b in enumerate(bands) if not np.isfinite(values[i]).any()]
+
+
+def _harmonise(
+    member: ReleaseMember, meta: Mapping[str, Any], s2: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Remove a radiometric offset the release metadata declares (see :func:`~dataset_scripts.align.
+    harmonise_sentinel2`, the one place it is done); where the metadata say nothing the values are kept."""
+    from ..align import harmonise_sentinel2, sentinel2_offset
+
+    found = sentinel2_offset(meta, {}, f"{member.shard}:{member.key}")
+    info: dict[str, Any] = {
+        "s2_radiometric_offset": 0.0,
+        "s2_offset_removed": found.value if found else 0.0,
+        "s2_offset_source": found.source if found else "none_found",
+        "s2_processing_baseline": found.baseline if found else None,
+    }
+    if found is None or found.value == 0.0:
+        return s2, info
+    values = s2.astype(np.float32)
+    values[values == 0] = np.nan  # 0 is Sentinel-2's no-data
+    return harmonise_sentinel2(values, found.value), info
 
 
 # ------------------------------------------------------------------------------------------------------
