@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pystac
 import pytest
 import rasterio
 from fixtures.make_stac_catalog import ANCHORS, EXPECTED, make_catalog, pixel_value
+from fixtures.stac_api import StacApiServer
 from rasterio.warp import transform
 
 from dataset_scripts.sources import open_source
@@ -239,75 +238,19 @@ def test_footprint_is_1280_m_square(lat, lon):
     assert 1275.0 < height_m < 1330.0
 
 
-class _FakeStacApi(ThreadingHTTPServer):
-    """A STAC API on localhost serving the fixture catalog's items: a landing page declaring item search,
-    and ``POST /search`` answering by collection only, so the source's own coverage and time rules decide.
-    It records each search body, to check what the source asked for."""
-
-    def __init__(self, catalog: Path):
-        super().__init__(("127.0.0.1", 0), _FakeStacHandler)
-        root = pystac.Catalog.from_file(str(catalog))
-        root.make_all_asset_hrefs_absolute()
-        self.items = [item.to_dict() for item in root.get_items(recursive=True)]
-        self.searches: list[dict] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _FakeStacHandler(BaseHTTPRequestHandler):
-    server: _FakeStacApi
-
-    def _send(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        url = self.server.url
-        self._send(
-            {
-                "type": "Catalog", "id": "fake", "description": "fake STAC API", "stac_version": "1.0.0",
-                "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-                "links": [
-                    {"rel": "self", "href": url, "type": "application/json"},
-                    {"rel": "root", "href": url, "type": "application/json"},
-                    {"rel": "search", "href": f"{url}/search", "type": "application/geo+json", "method": "POST"},
-                ],
-            }
-        )  # fmt: skip
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.searches.append(body)
-        wanted = set(body.get("collections", []))
-        features = [i for i in self.server.items if i.get("collection") in wanted]
-        self._send({"type": "FeatureCollection", "features": features, "links": []})
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
-
-
 def test_stac_api_search_gives_the_same_requests_as_the_static_catalog(catalog, requests):
-    server = _FakeStacApi(catalog)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    root = pystac.Catalog.from_file(str(catalog))
+    root.make_all_asset_hrefs_absolute()
+    items = [item.to_dict() for item in root.get_items(recursive=True)]
+    with StacApiServer(items, page_size=3) as server:
         source = StacSource(server.url, anchors=catalog.parent / "anchors.csv", timeout_s=10.0)
         assert "STAC API" in source.describe()
         by_api = {r.anchor_id: r for r in source.anchors()}
-    finally:
-        server.shutdown()
-        thread.join()
     assert {a: [(r.modality, r.bands, r.path) for r in req.layers] for a, req in by_api.items()} == {
         a: [(r.modality, r.bands, r.path) for r in req.layers] for a, req in requests.items()
     }
     assert [q.anchor_id for q in source.quarantined] == ["C"]
-    s2_search = next(s for s in server.searches if s["collections"] == ["sentinel-2-l2a"])
+    s2_search = next(p for m, p in server.searches if p["collections"] == ["sentinel-2-l2a"])
     west, south, east, north = s2_search["bbox"]
     lat, lon, _ = ANCHORS["A"]
     assert west < lon < east and south < lat < north
