@@ -14,8 +14,9 @@ Columns (CSV with a header row, or JSON Lines with one object per line):
   commas, ``DST`` a class name of the target layer or ``nodata`` (unmapped codes become no-data).
 
 Any other column (``cloud_cover``, ``radiometric_offset``, ...) is kept in ``LayerRef.properties``; the
-aligner reads ``cloud_cover`` (percent) for Sentinel-2 and ``radiometric_offset`` (e.g. ``1000`` for L1C of
-processing baseline >= 04.00).
+aligner reads ``cloud_cover`` (percent) for Sentinel-2 and ``radiometric_offset`` (``1000`` for products of
+processing baseline >= 04.00, or ``processing_baseline``), and removes that offset (see
+:func:`dataset_scripts.align.harmonise_sentinel2`).
 
 A malformed manifest (a missing column, an unknown modality or band, a bad class map, a latitude out of
 range) raises ``ValueError`` at construction, naming the line: that is a mistake in the user's input file,

@@ -16,7 +16,10 @@ Anchors come from an anchor list given as the ``anchors`` option: a CSV file wit
                (the NAIP date in the US, a chosen month elsewhere). Without it the S2 search spans the
                ``datetime`` option (default ``2017-01-01/2022-12-31``, the release's temporal coverage).
 
-Selection rules (the spec's defaults, all configurable):
+Selection rules (the spec's defaults, all configurable; under ``geomeld build`` the limits shared with the
+aligner come from its flags, resolved in :mod:`dataset_scripts.settings`: ``max_cloud_cover`` from
+``--max-cloud-cover``, ``window_days`` from ``--max-offset-days``, ``footprint_m`` from ``--size-px`` x
+``--gsd``):
 
 * Sentinel-2 is the reference: among items that cover the whole footprint and fall within
   ``anchor_window_days`` of the anchor date, keep those with ``eo:cloud_cover`` under ``max_cloud_cover``
@@ -33,6 +36,10 @@ Selection rules (the spec's defaults, all configurable):
 
 An API search returns at most ``max_items`` items; for anchors without a date over a multi-year range
 that may not be every scene, so give anchors dates (or narrow ``datetime``) for the least cloudy pick.
+
+Sentinel-2 refs carry what the aligner needs to harmonise the radiometric offset: the item's
+``s2:processing_baseline`` and ``earthsearch:boa_offset_applied`` and the asset's ``raster:bands``
+offset/scale (as ``raster:offset``/``raster:scale``).
 
 Each chosen item contributes one :class:`~dataset_scripts.types.LayerRef` per asset: the asset's absolute
 COG href (the aligner reads windows of it with rasterio), the band names in the file's order, the item
