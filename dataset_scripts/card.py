@@ -18,13 +18,31 @@ from .writer import LAYERS, SPLITS
 SUBSETS = {"default": "*", "naip": "naip", "non_naip": "non_naip"}
 
 
-def _configs(root: Path) -> list[dict[str, Any]]:
+def build_fingerprint(root: Path) -> str:
+    """The fingerprint of the build at ``root``: its manifest's, else the one all shard names end with."""
+    from .integrity import MANIFEST_NAME
+
+    manifest = root / MANIFEST_NAME
+    if manifest.is_file():
+        return str(json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint", ""))
+    tails = {p.stem.rsplit("-", 1)[-1] for p in root.glob("data/*/*.parquet") if p.stem.count("-") >= 2}
+    return tails.pop() if len(tails) == 1 else ""
+
+
+def _configs(root: Path, fingerprint: str = "") -> list[dict[str, Any]]:
+    """The card's configs; the patterns name the build's fingerprint, so another build's configs differ.
+
+    datasets keys its cache of a local folder by the folder's name and these configs alone (not the files'
+    names, sizes or times): with the fingerprint in every pattern, two builds in same-named folders never
+    share a cache, and the card's own ``load_dataset(DIR)`` line is always right.
+    """
+    tail = f"-*-{fingerprint}" if fingerprint else "-*"
     configs = []
     for name, folder in SUBSETS.items():
         files = [
-            {"split": split, "path": f"data/{folder}/{split}-*.parquet"}
+            {"split": split, "path": f"data/{folder}/{split}{tail}.parquet"}
             for split in SPLITS
-            if any(root.glob(f"data/{folder}/{split}-*.parquet"))
+            if any(root.glob(f"data/{folder}/{split}{tail}.parquet"))
         ]
         if files:
             configs.append(
@@ -137,10 +155,10 @@ When a build read local files from a redistributed corpus, that corpus's licence
 """
 
 
-def write_card(root: str | Path) -> Path:
+def write_card(root: str | Path, fingerprint: str | None = None) -> Path:
     """Write ``DIR/README.md`` from the shards present (configs), the build report and ``stats.json``."""
     root = Path(root)
-    configs = _configs(root)
+    configs = _configs(root, build_fingerprint(root) if fingerprint is None else fingerprint)
     if not configs:
         raise ValueError(f"expected Parquet shards under {root / 'data'} to describe, found none")
     body = BODY.format(

@@ -18,15 +18,17 @@ nothing but the row itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from modeling_geomeld.modalities import MODALITIES
 
+from .errors import UsageError
 from .writer import LAYERS
 
 
@@ -40,13 +42,28 @@ def _layers(wanted: Iterable[str] | None) -> tuple[str, ...]:
     return names
 
 
-def decode_layer(raw: bytes | None, shape: Iterable[int] | None, dtype: str | None) -> np.ndarray | None:
-    """One layer's bytes -> array (a read-only view on the bytes; copy before writing into it)."""
+def decode_layer(
+    raw: bytes | None, shape: Iterable[int] | None, dtype: str | None, where: str = "a layer"
+) -> np.ndarray | None:
+    """One layer's bytes -> array (a read-only view on the bytes; copy before writing into it).
+
+    ``where`` (``"tile 'x', layer sentinel2"``) starts every error message, so a bad row names itself.
+    """
     if raw is None:
         return None
     if shape is None or dtype is None:
-        raise ValueError("a layer's bytes need its _shape and _dtype columns; found one of them null")
-    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape([int(s) for s in shape])
+        raise ValueError(f"{where}: expected the layer's _shape and _dtype columns with its bytes, found one of them null")
+    try:
+        kind = np.dtype(dtype).newbyteorder("<")
+    except TypeError:
+        raise ValueError(f"{where}: expected a numpy dtype name in its _dtype column, found {dtype!r}") from None
+    dims = [int(s) for s in shape]
+    expected = int(np.prod(dims)) * kind.itemsize
+    if len(raw) != expected:
+        raise ValueError(
+            f"{where}: expected {expected} bytes for shape {dims} of {dtype}, found {len(raw)} (short or corrupted raster bytes)"
+        )
+    return np.frombuffer(raw, dtype=kind).reshape(dims)
 
 
 def decode_row(
@@ -59,7 +76,8 @@ def decode_row(
     """
     out: dict[str, np.ndarray] = {}
     for name in _layers(modalities):
-        array = decode_layer(row.get(name), row.get(f"{name}_shape"), row.get(f"{name}_dtype"))
+        where = f"tile {row.get('tile_id')!r}, layer {name}"
+        array = decode_layer(row.get(name), row.get(f"{name}_shape"), row.get(f"{name}_dtype"), where)
         if array is None:
             continue
         out[name] = (
@@ -89,10 +107,11 @@ def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) ->
         if name not in batch:
             continue
         arrays = []
-        for raw, shape, dtype in zip(
-            batch[name], batch[f"{name}_shape"], batch[f"{name}_dtype"], strict=True
+        tiles = batch.get("tile_id") or [None] * len(batch[name])
+        for raw, shape, dtype, tile in zip(
+            batch[name], batch[f"{name}_shape"], batch[f"{name}_dtype"], tiles, strict=True
         ):
-            array = decode_layer(raw, shape, dtype)
+            array = decode_layer(raw, shape, dtype, f"tile {tile!r}, layer {name}")
             if array is not None and class_indices and MODALITIES[name].is_categorical:
                 array = MODALITIES[name].codes_to_indices(array)
             arrays.append(array)
@@ -138,18 +157,25 @@ def _column_views(batch: pa.RecordBatch, name: str) -> list[np.ndarray | None]:
     offset_type = np.int64 if pa.types.is_large_binary(column.type) else np.int32
     offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[column.offset : column.offset + n + 1].tolist()
     valid = [True] * n if column.null_count == 0 else column.is_valid().to_pylist()
+    tiles = batch.column("tile_id").to_pylist() if "tile_id" in batch.schema.names else [None] * n
     views: list[np.ndarray | None] = []
     for i in range(n):
         if not valid[i]:
             views.append(None)
             continue
         shape, dtype = shapes[i], dtypes[i]
+        where = f"tile {tiles[i]!r}, layer {name!r}"
         if shape is None or dtype is None:
-            raise ValueError("a layer's bytes need its _shape and _dtype columns; found one of them null")
+            raise ValueError(f"{where}: expected the layer's _shape and _dtype columns with its bytes, found one of them null")
         kind = np.dtype(dtype).newbyteorder("<")
         start, stop = offsets[i], offsets[i + 1]
         if (stop - start) % kind.itemsize:
-            raise ValueError(f"layer {name!r}: {stop - start} bytes are not a whole number of {dtype} values")
+            raise ValueError(f"{where}: {stop - start} bytes are not a whole number of {dtype} values")
+        if (stop - start) // kind.itemsize != int(np.prod([int(s) for s in shape])):
+            raise ValueError(
+                f"{where}: expected {int(np.prod([int(s) for s in shape]))} {dtype} values for shape {list(shape)}, "
+                f"found {(stop - start) // kind.itemsize} (short or corrupted raster bytes)"
+            )
         view = np.frombuffer(data, dtype=kind, count=(stop - start) // kind.itemsize, offset=start)
         view = view.reshape([int(s) for s in shape])
         view.flags.writeable = False  # Arrow buffers are shared (cache files, other views): read-only, as decode_row
@@ -157,31 +183,101 @@ def _column_views(batch: pa.RecordBatch, name: str) -> list[np.ndarray | None]:
     return views
 
 
-def content_fingerprint(folder: str | Path) -> str:
-    """A fingerprint of a built dataset's shards (relative path, size, modification time of every Parquet file)."""
-    import hashlib
-
-    root = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(root.glob("data/**/*.parquet")):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+class ShardReadError(ValueError):
+    """A shard could not be read: the message names the file, the row group and its tiles."""
 
 
-def load_geomeld(path: str | Path, split: str | None = None, streaming: bool = False, **kwargs: Any) -> Any:
-    """`datasets.load_dataset` for a GeoMeld dataset folder or hub id.
+def _tile_range(meta: pq.FileMetaData, group: int) -> str:
+    """``tiles a..b`` of a row group from the ``tile_id`` statistics the writer stores (no data read)."""
+    try:
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        stats = meta.row_group(group).column(names.index("tile_id")).statistics
+        return f"tiles {stats.min}..{stats.max}" if stats is not None and stats.has_min_max else "tiles unknown"
+    except (ValueError, IndexError):
+        return "tiles unknown"
 
-    datasets 5 keys its Arrow cache of a local folder by the folder's name and the card's configs, not by the
-    files' content: two different builds in folders of the same name (``.../dataset``) share one cache and the
-    second load silently returns the first build. For local folders this helper gives every content state
-    its own cache (``cache_dir`` under ``~/.cache/geomeld/<fingerprint>``, or under the ``cache_dir`` given).
+
+def open_shard(path: str | Path) -> pq.ParquetFile:
+    """A shard opened with page checksum verification; a bad footer raises :class:`ShardReadError` naming it."""
+    try:
+        return pq.ParquetFile(path, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as err:
+        raise ShardReadError(f"GeoMeld shard {path}: expected a Parquet file, found an unreadable one ({err})") from None
+
+
+def iter_shard_batches(path: str | Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a shard, one per row group, every page's checksum verified.
+
+    A corrupted page (bit rot, truncation) raises :class:`ShardReadError` naming the file, the row group
+    and the tiles it holds, instead of pyarrow's bare message.
     """
+    shard = open_shard(path)
+    for group in range(shard.metadata.num_row_groups):
+        try:
+            table = shard.read_row_group(group, columns=columns)
+        except (OSError, pa.ArrowException) as err:
+            raise ShardReadError(
+                f"GeoMeld shard {path}, row group {group} ({_tile_range(shard.metadata, group)}): "
+                f"expected intact pages, found {err}; run `geomeld verify` on the dataset"
+            ) from None
+        yield from table.to_batches()
+
+
+def locate_corruption(files: Iterable[str | Path]) -> None:
+    """Read every page of ``files``; raise :class:`ShardReadError` for the first bad one (else return)."""
+    for path in files:
+        for _ in iter_shard_batches(path):
+            pass
+
+
+def _partial_files(root: Path) -> dict[str, list[str]]:
+    """``{split: [files]}`` of every finished shard, final or still under the build's hidden folder."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(root.glob("data/*/*.parquet")) + sorted(root.glob(".geomeld_build/data/*/*.parquet")):
+        if not path.name.startswith("."):
+            found.setdefault(path.name.split("-", 1)[0], []).append(str(path))
+    if not found:
+        raise UsageError(f"{root}: expected at least one finished shard for partial=True, found none")
+    return found
+
+
+def load_geomeld(
+    path: str | Path,
+    split: str | None = None,
+    streaming: bool = False,
+    partial: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """`datasets.load_dataset` for a GeoMeld dataset folder or hub id, safely.
+
+    A local folder must hold a completed build (its ``build_manifest.json``, see
+    :mod:`dataset_scripts.integrity`); a plan-only folder or an interrupted build is refused with what is
+    missing, unless ``partial=True`` asks for the finished shards explicitly. Every Parquet page's checksum
+    is verified as it is read; a map-style load that fails on a bad file is re-raised naming the file, row
+    group and tiles. The card's configs carry the build's fingerprint, so datasets' cache (keyed by folder
+    name and configs) never serves another build's rows, here or with plain ``load_dataset``.
+    """
+    import pyarrow.dataset as pads
     from datasets import load_dataset
 
+    from .integrity import require_complete
+
+    kwargs.setdefault(
+        "fragment_scan_options", pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+    )
     local = Path(path).expanduser()
-    if local.is_dir():
-        base = Path(kwargs.pop("cache_dir", None) or Path.home() / ".cache" / "geomeld")
-        kwargs["cache_dir"] = str(base / content_fingerprint(local))
-        path = str(local.resolve())
-    return load_dataset(str(path), split=split, streaming=streaming, **kwargs)
+    if not local.is_dir():
+        return load_dataset(str(path), split=split, streaming=streaming, **kwargs)
+    local = local.resolve()
+    if partial:
+        files = _partial_files(local)
+        return load_dataset("parquet", data_files=files, split=split, streaming=streaming, **kwargs)
+    manifest = require_complete(local)
+    names = [str(local / name) for name in manifest["files"]]
+    for name in names:
+        open_shard(name)  # footers first: "magic bytes not found" names its file
+    try:
+        return load_dataset(str(local), split=split, streaming=streaming, **kwargs)
+    except Exception:
+        locate_corruption(names)  # raises naming the file when a shard is to blame
+        raise

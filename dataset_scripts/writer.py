@@ -206,6 +206,7 @@ def write_shard(rows: Iterable[Mapping[str, Any]], path: Path) -> int:
         row_group_size=ROW_GROUP_SIZE,
         use_dictionary=_DICTIONARY_COLUMNS,
         write_statistics=["tile_id", "lat", "lon", "datetime", "year", "month"],
+        write_page_checksum=True,  # CRC32 per page: bit rot fails the read (page_checksum_verification)
     )
     os.replace(tmp, path)
     return len(ordered)
