@@ -182,9 +182,10 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
             quarantined.append(_record(anchor_id, err))
             continue
         except Exception as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
+            record = _internal(item, anchor_id, err)
             if options.strict:
-                raise
-            quarantined.append(_internal(item, anchor_id, err))
+                raise QuarantineError("internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}") from err
+            quarantined.append(record)
             continue
         rows.setdefault(key, []).append(row)
     files: list[dict[str, Any]] = []
@@ -460,6 +461,9 @@ def finalize(root: Path, summaries: list[dict[str, Any]]) -> tuple[str, dict[str
     for stale in (root / "data").rglob("*.parquet"):
         if stale.relative_to(root).as_posix() not in checksums:
             stale.unlink()
+    for staged in sorted((root / BUILD_DIR / "data").glob("**/"), reverse=True):  # emptied staging folders
+        if staged.is_dir() and not any(staged.iterdir()):
+            staged.rmdir()
     return fp, checksums
 
 
@@ -479,7 +483,8 @@ def build(
     root = Path(out).expanduser().resolve()
     _prepare_out(root, options)
     (root / BUILD_DIR).mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST_NAME).unlink(missing_ok=True)  # from here on the folder holds a build in progress
+    for finished_marker in (MANIFEST_NAME, "build_report.json", f"{BUILD_DIR}/build_report.json"):  # in progress
+        (root / finished_marker).unlink(missing_ok=True)
     _check_plan(root, source, options, source_options)
     _clean_temporaries(root)
     src = open_source(source, strict=options.strict, **source_options)
@@ -516,13 +521,15 @@ def build(
     if report.built and not report.failed_shards:
         report.fingerprint, report.checksums = finalize(root, report.summaries)
     report.elapsed_s = round(time.perf_counter() - started, 3)
-    _write_json(root / "build_report.json", {k: v for k, v in asdict(report).items() if k != "summaries"})
+    # an unfinished build keeps its report hidden too: a top-level JSON file would load as a 1-row "dataset"
+    report_path = root / ("build_report.json" if report.fingerprint else f"{BUILD_DIR}/build_report.json")
+    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in ("summaries", "checksums")})
     if report.fingerprint:
         write_card(root, report.fingerprint)
         write_manifest(root, report.checksums, report.fingerprint, report.rows)  # last: the completion marker
     if report.failed_shards:
         raise BuildError(
-            f"{len(report.failed_shards)} shard(s) failed; rerun with --resume\n{report.summary()}"
+            f"{len(report.failed_shards)} shard(s) failed; rerun with --resume (report: {report_path})\n{report.summary()}"
         )
     if not report.built:
         raise BuildError(f"nothing was built\n{report.summary()}")
