@@ -23,7 +23,9 @@ the evidence for the codec.
 Each reader makes ``--repeats`` full passes, interleaved round-robin, and its best pass counts: the
 machines are shared, and interleaving lets noise hit every reader alike.
 
-Goals (issue 3): map-style >= 70 % of raw, streaming >= 50 % of raw, both >= 3x release.
+Goals (issue 3): map-style >= 70 % of raw, streaming >= 50 % of raw, both >= 3x release; (issue 14) a full
+sample in <= 40 % of the release's 1.6 MB, with Sentinel-2 stored as int16 and Sentinel-1 as float16
+(:data:`dataset_scripts.writer.STORAGE`; map-style and streaming decode them back to float32 with NaN).
 
 The samples are full-size (128 x 128 grid, the spec's layers, band counts and dtypes) with real texture
 (the packaged BigEarthNet S2/S1 patches, rotated and flipped; ``--content noise`` for codecs' worst
@@ -72,6 +74,9 @@ from modeling_geomeld.modalities import (
 
 GOALS = {"map-style": ("raw", 0.70), "streaming": ("raw", 0.50)}
 GOAL_VS_RELEASE = 3.0
+#: the release's size of one full sample (issue 14), and the share of it a GeoMeld sample may take
+RELEASE_SAMPLE_BYTES = 1.6e6
+GOAL_BYTES_SHARE = 0.40
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -475,6 +480,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  map-style one-off preparation (Parquet -> Arrow cache): {prepare_s:.2f} s")
     for name, size in sizes.items():
         print(f"  {name}: {size / 1e6:.1f} MB")
+    per_sample = {name: size / args.samples for name, size in sizes.items()}
+    ours = per_sample["parquet (writer: lz4 rasters, zstd rest)"]
+    share = ours / RELEASE_SAMPLE_BYTES
+    goals["bytes per full sample vs the release's 1.6 MB"] = (
+        f"{ours / 1e3:.0f} kB = {share:.0%} (goal <= {GOAL_BYTES_SHARE:.0%}): {'met' if share <= GOAL_BYTES_SHARE else 'NOT met'}"
+    )
+    print(f"{'layout':<44}{'bytes/sample':>14}{'vs 1.6 MB':>11}")
+    for name, size in per_sample.items():
+        print(f"{name:<44}{size / 1e3:>11.0f} kB{size / RELEASE_SAMPLE_BYTES:>10.0%}")
+    print(f"  {list(goals)[-1]}: {goals[list(goals)[-1]]}")
     result = {
         "machine": {
             "platform": platform.platform(),
@@ -487,6 +502,8 @@ def main(argv: list[str] | None = None) -> dict:
         "parquet_bytes": sizes["parquet (writer: lz4 rasters, zstd rest)"],
         "release_bytes": sizes["release"],
         "bytes": sizes,
+        "bytes_per_sample": per_sample,
+        "bytes_per_sample_vs_release_1_6_mb": share,
         "vs_release": {k: v.samples_per_s / rates["release"].samples_per_s for k, v in rates.items()},
         "goals": goals,
     }

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from modeling_geomeld.modalities import MODALITIES
 
 from .errors import UsageError
-from .writer import LAYERS
+from .writer import LAYERS, STORAGE
 
 
 def _layers(wanted: Iterable[str] | None) -> tuple[str, ...]:
@@ -66,11 +66,33 @@ def decode_layer(
     return np.frombuffer(raw, dtype=kind).reshape(dims)
 
 
+def restore(name: str, array: np.ndarray) -> np.ndarray:
+    """A layer in its stored dtype (:data:`dataset_scripts.writer.STORAGE`) -> float32 with NaN for no-data."""
+    stored = STORAGE.get(name)
+    if stored is None or array.dtype != np.dtype(stored.dtype):
+        return array
+    out = array.astype(np.float32)
+    if stored.nodata is not None:
+        out[array == stored.nodata] = np.nan
+    return out
+
+
+def _finish(name: str, array: np.ndarray, class_indices: bool, native: bool) -> np.ndarray:
+    if class_indices and MODALITIES[name].is_categorical:
+        return MODALITIES[name].codes_to_indices(array)
+    return array if native else restore(name, array)
+
+
 def decode_row(
-    row: Mapping[str, Any], modalities: Iterable[str] | None = None, class_indices: bool = False
+    row: Mapping[str, Any],
+    modalities: Iterable[str] | None = None,
+    class_indices: bool = False,
+    native: bool = False,
 ) -> dict[str, np.ndarray]:
     """``{modality: (bands, H, W) array}`` for the layers present in ``row`` (absent layers are left out).
 
+    Layers stored natively (Sentinel-2 int16 reflectance x 10000, Sentinel-1 float16 dB) come back as
+    float32 with NaN for no-data, unless ``native=True`` (the stored arrays, read-only views, no copy).
     ``class_indices=True`` maps class maps from product codes to contiguous indices (int64, -1 no-data),
     the form the model's losses take.
     """
@@ -80,11 +102,7 @@ def decode_row(
         array = decode_layer(row.get(name), row.get(f"{name}_shape"), row.get(f"{name}_dtype"), where)
         if array is None:
             continue
-        out[name] = (
-            MODALITIES[name].codes_to_indices(array)
-            if class_indices and MODALITIES[name].is_categorical
-            else array
-        )
+        out[name] = _finish(name, array, class_indices, native)
     return out
 
 
@@ -93,7 +111,9 @@ def band_names(row: Mapping[str, Any]) -> dict[str, list[str]]:
     return {n: list(row[f"{n}_bands"]) for n in LAYERS if row.get(n) is not None}
 
 
-def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) -> dict[str, list[Any]]:
+def decode_batch(
+    batch: Mapping[str, list[Any]], class_indices: bool = False, native: bool = False
+) -> dict[str, list[Any]]:
     """A ``with_transform`` / batched ``map`` function: layer bytes -> arrays (``None`` where absent).
 
     Other columns pass through unchanged; the ``_shape``/``_dtype`` columns are consumed.
@@ -112,20 +132,23 @@ def decode_batch(batch: Mapping[str, list[Any]], class_indices: bool = False) ->
             batch[name], batch[f"{name}_shape"], batch[f"{name}_dtype"], tiles, strict=True
         ):
             array = decode_layer(raw, shape, dtype, f"tile {tile!r}, layer {name}")
-            if array is not None and class_indices and MODALITIES[name].is_categorical:
-                array = MODALITIES[name].codes_to_indices(array)
-            arrays.append(array)
+            arrays.append(None if array is None else _finish(name, array, class_indices, native))
         out[name] = arrays
     return out
 
 
 def decode_table(
-    table: pa.Table | pa.RecordBatch, modalities: Iterable[str] | None = None, class_indices: bool = False
+    table: pa.Table | pa.RecordBatch,
+    modalities: Iterable[str] | None = None,
+    class_indices: bool = False,
+    native: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """``[{modality: (bands, H, W) array}]``, one dict per row of an Arrow table or record batch.
 
-    The arrays are read-only views into the table's buffers (no copy: keep the table alive as long as the
-    arrays, which the views do by themselves, and copy before writing into one). Absent layers are left out
+    With ``native=True`` the arrays are read-only views into the table's buffers in their stored dtypes
+    (no copy: keep the table alive as long as the arrays, which the views do by themselves, and copy before
+    writing into one); by default natively stored layers are restored to float32 with NaN, as
+    :func:`decode_row` does. Absent layers are left out
     of a row's dict, as in :func:`decode_row`; so are modalities the table has no column for.
     """
     names = [n for n in _layers(modalities) if n in table.schema.names]
@@ -137,9 +160,7 @@ def decode_table(
             for row, array in zip(decoded, _column_views(batch, name), strict=True):
                 if array is None:
                     continue
-                if class_indices and MODALITIES[name].is_categorical:
-                    array = MODALITIES[name].codes_to_indices(array)
-                row[name] = array
+                row[name] = _finish(name, array, class_indices, native)
         rows.extend(decoded)
     return rows
 

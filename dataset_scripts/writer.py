@@ -34,6 +34,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,52 @@ import pyarrow.parquet as pq
 from modeling_geomeld.modalities import MODALITIES
 
 from .types import AlignedSample
+
+
+@dataclass(frozen=True)
+class StoredAs:
+    """How a float layer is stored on disk (decoded back to float32 with NaN by :mod:`dataset_scripts.loading`).
+
+    Attributes:
+        dtype: the stored numpy dtype.
+        nodata: the integer value standing for NaN (integer storage), ``None`` where the dtype keeps NaN.
+        error: the largest representation error, as stated in the card.
+    """
+
+    dtype: str
+    nodata: int | None
+    error: str
+
+
+#: native storage per layer (spec: the source's own quantisation, not float32): the data, in one place
+STORAGE: dict[str, StoredAs] = {
+    # L1C/L2A are distributed as uint16 DN = reflectance x 10000 (offset-harmonised upstream, so integral);
+    # int16 keeps the few negative values of harmonised dark pixels; -32768 (never a reflectance) is NaN
+    "sentinel2": StoredAs("int16", -32768, "none for integral values; resampled values round to the nearest DN (<= 0.5, reflectance 5e-5)"),
+    # dB in -64..64: float16 spacing is 2^-6 dB below 32 dB, 2^-5 above, so |error| <= 0.0078 dB (<= 0.016 dB
+    # for 32..64 dB), far below Sentinel-1's ~1 dB radiometric accuracy; NaN stays NaN
+    "sentinel1": StoredAs("float16", None, "<= 0.0078 dB for |x| < 32 dB, <= 0.016 dB up to 64 dB"),
+}  # fmt: skip
+
+
+def to_storage(name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` in its :data:`STORAGE` dtype where it is a float layer that fits; else unchanged."""
+    stored = STORAGE.get(name)
+    if stored is None or array.dtype.kind != "f":
+        return array
+    kind = np.dtype(stored.dtype)
+    finite = np.isfinite(array)
+    values = array[finite]
+    if kind.kind in "iu":
+        info = np.iinfo(kind)
+        if values.size and (values.min() <= info.min or values.max() > info.max):  # info.min is the no-data
+            return array  # implausible values (the range check quarantines them): keep them as they are
+        out = np.full(array.shape, stored.nodata, dtype=kind)
+        out[finite] = np.rint(values)
+        return out
+    if values.size and np.abs(values).max() > float(np.finfo(kind).max) / 2:
+        return array
+    return array.astype(kind)
 
 LAYERS: tuple[str, ...] = tuple(MODALITIES)
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -180,6 +227,7 @@ def sample_row(
         if array is None:
             row.update({name: None, f"{name}_shape": None, f"{name}_dtype": None, f"{name}_bands": None})
             continue
+        array = to_storage(name, array)
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))  # bytes are little-endian
         row.update(
             {
