@@ -284,9 +284,25 @@ def iter_release(location: Path) -> Iterator[dict[str, np.ndarray]]:
         )
 
 
-def iter_raw_parquet(files: Iterable[Path]) -> Iterator[dict[str, np.ndarray]]:
-    """Read and decompress each shard with pyarrow a row group at a time, then view every layer in place:
-    no copy, no Python object per layer beyond the view."""
+#: the layout's native storage (spec section 6 / issue 14): int16 reflectance x 10000 with -32768 for no-data,
+#: float16 elsewhere; every reader hands out float32 with NaN, so ``raw`` restores them the same way
+_INT_NODATA = {"int16": -32768}
+
+
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    if array.dtype.name in _INT_NODATA and array.ndim == 3 and array.shape[0] > 1:  # reflectance, not classes
+        out = array.astype(np.float32)
+        out[array == _INT_NODATA[array.dtype.name]] = np.nan
+        return out
+    return array
+
+
+def iter_raw_parquet(files: Iterable[Path], native: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Read and decompress each shard with pyarrow a row group at a time, then view every layer in place
+    (``native``: no copy, the stored dtypes), or restore natively stored layers to float32 with NaN, the
+    arrays the project's loaders return: the same output, so the fair baseline for them."""
     for path in files:
         shard = pq.ParquetFile(path)
         layers = layer_columns(shard.schema_arrow)
@@ -294,7 +310,8 @@ def iter_raw_parquet(files: Iterable[Path]) -> Iterator[dict[str, np.ndarray]]:
             for batch in shard.read_row_group(group, use_threads=True).to_batches():
                 views = {name: _layer_views(batch, name, *cols) for name, cols in layers.items()}
                 for i in range(batch.num_rows):
-                    yield {name: row for name, rows in views.items() if (row := rows[i]) is not None}
+                    row = {name: r for name, rows in views.items() if (r := rows[i]) is not None}
+                    yield row if native else {name: _as_float32(a) for name, a in row.items()}
 
 
 def _layer_views(
@@ -464,6 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
     readers: dict[str, Reader] = {
         "release": lambda: iter_release(release),
         "raw": lambda: iter_raw_parquet(files),
+        "raw[native]": lambda: iter_raw_parquet(files, native=True),
         **hf_readers,
     }
     sizes = {"release": sum(f.stat().st_size for f in release.glob("*.tar")),

@@ -302,3 +302,83 @@ def load_geomeld(
     except Exception:
         locate_corruption(names)  # raises naming the file when a shard is to blame
         raise
+
+
+#: NAIP's pixels per grid pixel (1 m over the 10 m grid's footprint)
+NAIP_SCALE = 10
+
+
+def geomeld_transform(
+    modalities: Iterable[str] | None = None,
+    bands: Mapping[str, Iterable[str]] | None = None,
+    size: int = 128,
+    as_torch: bool = False,
+    keep: Iterable[str] = ("tile_id", "caption"),
+) -> Any:
+    """A ``ds.with_transform(...)`` function giving fixed-shape arrays per modality, absent layers as zeros.
+
+    For each modality ``m`` (default: every layer) the batch gets ``m`` (float32 ``(bands, H, W)``; class maps
+    as int64 contiguous indices, -1 where no-data), ``m_mask`` (bool, same shape: True where the value is
+    real, False for no-data, a band the sample lacks or an absent layer) and ``m_bands`` (the band names,
+    comma-joined). Bands are picked by name: ``bands[m]`` or the registry's ``default_bands``. Every sample
+    therefore has the same keys and shapes, so ``torch.utils.data.default_collate`` (a plain ``DataLoader``)
+    stacks them; ``keep`` names the other columns passed through (each must be non-null). ``size`` is the grid
+    side used for a layer no row of the batch has (NAIP: ``NAIP_SCALE`` times it).
+
+        ds = load_dataset("/abs/path/geomeld", split="train").with_transform(geomeld_transform(as_torch=True))
+        batch = next(iter(DataLoader(ds, batch_size=8)))   # batch["sentinel2"]: (8, 12, 128, 128)
+    """
+    names = _layers(modalities)
+    wanted = {n: tuple((bands or {}).get(n) or MODALITIES[n].default_bands) for n in names}
+    kept = tuple(keep)
+
+    def transform(batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+        count = len(next(iter(batch.values())))
+        tiles = batch.get("tile_id") or [None] * count
+        out: dict[str, list[Any]] = {k: list(batch[k]) for k in kept if k in batch}
+        for name in names:
+            mod = MODALITIES[name]
+            side = size * (NAIP_SCALE if name == "naip" else 1)
+            arrays, masks = [], []
+            for i in range(count):
+                raw = batch.get(name, [None] * count)[i]
+                where = f"tile {tiles[i]!r}, layer {name}"
+                array = decode_layer(raw, batch[f"{name}_shape"][i], batch[f"{name}_dtype"][i], where) if raw is not None else None
+                values, valid = _fixed(mod, array, list(batch[f"{name}_bands"][i] or []), wanted[name], side)
+                arrays.append(values)
+                masks.append(valid)
+            if as_torch:
+                import torch
+
+                arrays = [torch.from_numpy(a) for a in arrays]
+                masks = [torch.from_numpy(m) for m in masks]
+            out[name], out[f"{name}_mask"] = arrays, masks
+            out[f"{name}_bands"] = [",".join(wanted[name])] * count
+        return out
+
+    return transform
+
+
+def _fixed(
+    mod: Any, array: np.ndarray | None, given: list[str], wanted: tuple[str, ...], side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, mask)`` of shape ``(len(wanted), H, W)``: the wanted bands by name, zeros where absent."""
+    height, width = (array.shape[-2], array.shape[-1]) if array is not None else (side, side)
+    categorical = mod.is_categorical
+    values = np.full((len(wanted), height, width), -1 if categorical else 0, np.int64 if categorical else np.float32)
+    mask = np.zeros(values.shape, dtype=bool)
+    if array is None:
+        return values, mask
+    for k, band in enumerate(wanted):
+        if band not in given:
+            continue
+        plane = array[given.index(band)]
+        if categorical:
+            plane = mod.codes_to_indices(plane)
+            ok = plane >= 0
+        else:
+            plane = restore(mod.name, plane[np.newaxis])[0].astype(np.float32, copy=False)
+            ok = np.isfinite(plane)
+        values[k][ok] = plane[ok]
+        mask[k] = ok
+    return values, mask

@@ -70,6 +70,12 @@ STORAGE: dict[str, StoredAs] = {
     # dB in -64..64: float16 spacing is 2^-6 dB below 32 dB, 2^-5 above, so |error| <= 0.0078 dB (<= 0.016 dB
     # for 32..64 dB), far below Sentinel-1's ~1 dB radiometric accuracy; NaN stays NaN
     "sentinel1": StoredAs("float16", None, "<= 0.0078 dB for |x| < 32 dB, <= 0.016 dB up to 64 dB"),
+    # elevation (m) and slope (deg): float16 spacing 0.25 m below 512 m, 1 m below 2048 m, 4 m up to 8192 m,
+    # so |error| <= 0.125 / 0.5 / 2 m, within Copernicus DEM's 4 m absolute vertical accuracy (signals such as
+    # elevation_mean are computed from the float32 values before storage); slope <= 0.03 deg
+    "dem": StoredAs("float16", None, "<= 0.5 m below 2048 m, <= 2 m up to 8192 m; slope <= 0.03 deg"),
+    # canopy height 0..120 m: spacing <= 0.0625 m, |error| <= 0.03 m (the product's own error is metres)
+    "canopy_height": StoredAs("float16", None, "<= 0.03 m"),
 }  # fmt: skip
 
 

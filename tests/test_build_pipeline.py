@@ -124,7 +124,9 @@ def test_load_dataset_map_style_streaming_and_node_split(
     )
     assert set(arrays) == set(expected.arrays)
     for name, array in arrays.items():
-        np.testing.assert_array_equal(array, expected.arrays[name])
+        # native storage (writer.STORAGE): S2 rounds to whole DN, float16 layers within their stated error
+        tolerance = {"sentinel2": 0.5, "sentinel1": 2**-6, "dem": 2.0, "canopy_height": 2**-5}.get(name, 0)
+        np.testing.assert_allclose(array, expected.arrays[name], rtol=0, atol=tolerance)
         assert band_names(row)[name] == list(expected.bands[name])
     assert decode_row(row, ["dynamic_world"], class_indices=True)["dynamic_world"].max() <= 8
     batch = ds[split].with_transform(decode_batch)[:2]

@@ -125,7 +125,7 @@ def test_native_dtypes_store_s2_as_int16_s1_as_float16_and_decode_to_float32_wit
     s1[1, 2, 3] = np.nan
     sample.arrays["sentinel1"] = s1
     row = sample_row(sample, {}, "train", {})
-    assert (row["sentinel2_dtype"], row["sentinel1_dtype"], row["dem_dtype"]) == ("int16", "float16", "float32")
+    assert (row["sentinel2_dtype"], row["sentinel1_dtype"], row["dem_dtype"]) == ("int16", "float16", "float16")
     arrays = decode_row(row)
     assert arrays["sentinel2"].dtype == np.float32 and np.isnan(arrays["sentinel2"][0, 0, 0])
     valid = np.isfinite(sample.arrays["sentinel2"])
