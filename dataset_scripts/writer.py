@@ -127,6 +127,11 @@ _FILTER_FIELDS = [
     pa.field("signals", pa.string()),
     pa.field("metadata", pa.string()),
     pa.field("caption", pa.string()),
+    pa.field("osm_tags", pa.string()),  # the release's OpenStreetMap tags as JSON text, for the captions
+    # a small RGB preview (Sentinel-2 B04/B03/B02) as a datasets Image, which the Hub's viewer shows
+    pa.field("thumbnail", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    # the footprint as WKB in lon/lat (GeoParquet 1.1, "geo" file metadata): geopandas / DuckDB read it spatially
+    pa.field("geometry", pa.binary()),
 ]
 _LAYER_FIELDS = [
     f
@@ -138,7 +143,30 @@ _LAYER_FIELDS = [
         pa.field(f"{name}_bands", pa.list_(pa.string())),
     )
 ]
-SCHEMA = pa.schema(_FILTER_FIELDS + _LAYER_FIELDS)
+_PLAIN_SCHEMA = pa.schema(_FILTER_FIELDS + _LAYER_FIELDS)
+#: GeoParquet 1.1 column metadata of ``geometry`` (CRS omitted: OGC:CRS84, lon/lat, by the specification)
+GEO_METADATA = {
+    "version": "1.1.0",
+    "primary_column": "geometry",
+    "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"]}},
+}
+
+
+def _schema() -> pa.Schema:
+    """:data:`_PLAIN_SCHEMA` with the ``geo`` metadata and datasets' features (``thumbnail`` as an Image)."""
+    meta = {b"geo": json.dumps(GEO_METADATA).encode()}
+    try:
+        from datasets import Features, Image
+
+        features = Features.from_arrow_schema(_PLAIN_SCHEMA)
+        features["thumbnail"] = Image()
+        meta.update(features.arrow_schema.metadata or {})
+    except ImportError:  # a builder without datasets still writes valid shards; the viewer then shows bytes
+        pass
+    return _PLAIN_SCHEMA.with_metadata(meta)
+
+
+SCHEMA = _schema()
 #: columns worth dictionary encoding (small, repetitive); raster bytes never are
 _DICTIONARY_COLUMNS = [
     "split", "crs", "s2_product", "country_code", "terrain_class",
@@ -151,9 +179,15 @@ def _leaf_path(field: pa.Field) -> str:
     return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
 
 
+def _leaf_paths(field: pa.Field) -> list[str]:
+    if pa.types.is_struct(field.type):
+        return [f"{field.name}.{field.type.field(i).name}" for i in range(field.type.num_fields)]
+    return [_leaf_path(field)]
+
+
 #: codec per Parquet column, and zstd's level for the zstd ones
 COLUMN_CODECS: dict[str, str] = {
-    _leaf_path(f): RASTER_CODEC if f.name in LAYERS else "zstd" for f in SCHEMA
+    path: RASTER_CODEC if f.name in LAYERS else "zstd" for f in SCHEMA for path in _leaf_paths(f)
 }
 _COLUMN_LEVELS: dict[str, int] = {path: ZSTD_LEVEL for path, codec in COLUMN_CODECS.items() if codec == "zstd"}
 
@@ -205,6 +239,44 @@ def _json(value: Any) -> str:
     )
 
 
+#: the thumbnail's side in pixels and the reflectance x 10000 shown as white
+THUMBNAIL_PX = 64
+THUMBNAIL_WHITE = 3000.0
+
+
+def _thumbnail(sample: AlignedSample) -> dict[str, Any] | None:
+    """A ``THUMBNAIL_PX`` PNG of Sentinel-2 B04/B03/B02 (no-data black), as a datasets Image value."""
+    import io
+
+    from PIL import Image
+
+    array, names = sample.arrays.get("sentinel2"), list(sample.bands.get("sentinel2", ()))
+    if array is None or not {"B04", "B03", "B02"} <= set(names):
+        return None
+    rgb = np.stack([array[names.index(b)] for b in ("B04", "B03", "B02")], axis=-1).astype(np.float32)
+    rgb = np.nan_to_num(np.clip(rgb / THUMBNAIL_WHITE, 0.0, 1.0) * 255.0, nan=0.0).astype(np.uint8)
+    image = Image.fromarray(rgb).resize((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def footprint_wkb(meta: Mapping[str, Any]) -> bytes | None:
+    """The sample's footprint (``bounds`` in ``crs``) as a lon/lat WKB polygon, or ``None`` without them."""
+    import struct
+
+    bounds, crs = meta.get("bounds"), meta.get("crs")
+    if not bounds or not crs or len(bounds) != 4:
+        return None
+    from rasterio.warp import transform
+
+    west, south, east, north = (float(b) for b in bounds)
+    xs, ys = [west, east, east, west, west], [south, south, north, north, south]  # counter-clockwise shell
+    lons, lats = transform(crs, "EPSG:4326", xs, ys)
+    points = b"".join(struct.pack("<dd", x, y) for x, y in zip(lons, lats, strict=True))
+    return struct.pack("<BIII", 1, 3, 1, 5) + points  # little-endian, Polygon, 1 ring, 5 points
+
+
 def sample_row(
     sample: AlignedSample, signals: Mapping[str, Any], split: str, filters: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -227,6 +299,9 @@ def sample_row(
         "signals": _json(signals),
         "metadata": _json({**meta, "bands": {k: list(v) for k, v in sample.bands.items()}}),
         "caption": "",
+        "osm_tags": _json(meta.get("osm_tags") or {}),
+        "thumbnail": _thumbnail(sample),
+        "geometry": footprint_wkb(meta),
     }
     for name in LAYERS:
         array = sample.arrays.get(name)
@@ -246,10 +321,14 @@ def sample_row(
     return row
 
 
+#: columns older rows (written before they existed, e.g. re-read by `geomeld caption`) may lack
+_OPTIONAL = ("osm_tags", "thumbnail", "geometry")
+
+
 def write_shard(rows: Iterable[Mapping[str, Any]], path: Path) -> int:
     """Write rows (sorted by ``tile_id``) to ``path`` atomically; returns the number of rows."""
     ordered = sorted(rows, key=lambda r: r["tile_id"])
-    table = pa.Table.from_pylist(ordered, schema=SCHEMA)
+    table = pa.Table.from_pylist([{**r, **{k: r.get(k) for k in _OPTIONAL}} for r in ordered], schema=SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(

@@ -202,3 +202,23 @@ def test_reader_errors_name_the_file_and_the_tile(corpus: Path, tmp_path: Path) 
     with pytest.raises(ShardReadError, match=rf"GeoMeld shard {shard}: expected a Parquet file"):
         load_geomeld(out)
     assert json.loads((out / MANIFEST_NAME).read_text())["files"]
+
+
+def test_the_card_is_hub_metadata_for_the_products_it_holds_without_local_paths(corpus: Path, tmp_path: Path) -> None:
+    from huggingface_hub import DatasetCard
+
+    manifest = _manifest(corpus, tmp_path / "m.csv", ["c0", "c1"])
+    out = tmp_path / "out"
+    build(f"manifest:{manifest}", out, BuildOptions(workers=0, progress=False, caption=True))
+    text = (out / "README.md").read_text(encoding="utf-8")
+    card = DatasetCard(text)  # the Hub's own parser of the YAML header
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["license_name"] == "copernicus-sentinel-data-terms"
+    assert data["license_link"].startswith("https://")
+    assert [p["layer"] for p in data["product_licenses"]] == ["sentinel2", "sentinel1"]  # only what it holds
+    assert data["size_categories"] == ["n<1K"] and data["language"] == ["en"] and data["pretty_name"] == "GeoMeld"
+    assert "image-to-text" in data["task_categories"] and len(data["source_datasets"]) == 2
+    assert "arXiv:2604.10591" in text and "Contains modified Copernicus Sentinel data" in text
+    assert 'load_dataset("geomeld"' in text
+    assert str(tmp_path) not in card.text and "/tmp" not in card.text  # no local paths in the body
+    assert "ESA WorldCover" not in card.text  # no product the build does not contain

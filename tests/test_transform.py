@@ -4,6 +4,7 @@ zeros with a validity mask, so torch's own ``default_collate`` batches samples w
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -71,3 +72,28 @@ def test_numpy_output_class_indices_and_band_selection(built: Path, tmp_path: Pa
     np.testing.assert_array_equal(row["sentinel2"][0], full[order.index("B04")])
     assert row["esa_worldcover"].dtype == np.int64 and (row["esa_worldcover"] == -1).all()
     assert not row["esa_worldcover_mask"].any()
+
+
+def test_thumbnail_is_a_hub_image_and_footprints_are_geoparquet_for_geopandas_and_duckdb(
+    built: Path, tmp_path: Path
+) -> None:
+    import geopandas
+    from datasets import load_dataset
+    from shapely.geometry import Point
+
+    split = next(iter(load_dataset(str(built.resolve()), cache_dir=str(tmp_path / "cache")).values()))
+    row = split[0]
+    assert row["thumbnail"].size == (64, 64) and row["thumbnail"].mode == "RGB"  # a PIL image: datasets' Image
+    assert json.loads(row["osm_tags"]) == {}
+    shards = sorted((built / "data").rglob("*.parquet"))
+    frame = geopandas.read_parquet(shards[0], columns=["tile_id", "lat", "lon", "geometry"])
+    assert frame.crs is not None and frame.crs.equals("OGC:CRS84")
+    for _, r in frame.iterrows():  # a 1.28 km footprint around the anchor
+        assert r.geometry.geom_type == "Polygon" and r.geometry.contains(Point(r.lon, r.lat))
+        west, south, east, north = r.geometry.bounds
+        assert 0.01 < north - south < 0.013
+    import duckdb
+
+    found = duckdb.sql(f"SELECT tile_id, geometry FROM read_parquet('{shards[0]}')").fetchall()
+    assert {t for t, _ in found} == set(frame.tile_id)
+    assert all(g is not None for _, g in found)
