@@ -130,7 +130,8 @@ def _contents(root: Path, configs: list[dict[str, Any]]) -> Contents:
 
     default = next(c for c in configs if c["config_name"] == "default")
     files = sorted({p for f in default["data_files"] for p in root.glob(f["path"])})
-    rows, present, captioned = 0, set(), False
+    rows, captioned = 0, False
+    present: set[str] = set()
     for path in files:
         table = pq.read_table(path, columns=["modalities", "caption"])
         rows += table.num_rows

@@ -339,7 +339,8 @@ def geomeld_transform(
         for name in names:
             mod = MODALITIES[name]
             side = size * (NAIP_SCALE if name == "naip" else 1)
-            arrays, masks = [], []
+            arrays: list[Any] = []
+            masks: list[Any] = []
             for i in range(count):
                 raw = batch.get(name, [None] * count)[i]
                 where = f"tile {tiles[i]!r}, layer {name}"
