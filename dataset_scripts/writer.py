@@ -159,7 +159,9 @@ def _schema() -> pa.Schema:
         from datasets import Features, Image
 
         features = Features.from_arrow_schema(_PLAIN_SCHEMA)
-        features["thumbnail"] = Image()
+        # decode=False: rows carry the PNG bytes, never a PIL decode per row access (a map-style epoch would pay
+        # it for every sample); the column is still typed Image, which is what the Hub's viewer renders
+        features["thumbnail"] = Image(decode=False)
         meta.update(features.arrow_schema.metadata or {})
     except ImportError:  # a builder without datasets still writes valid shards; the viewer then shows bytes
         pass

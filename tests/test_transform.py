@@ -4,6 +4,7 @@ zeros with a validity mask, so torch's own ``default_collate`` batches samples w
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -83,7 +84,13 @@ def test_thumbnail_is_a_hub_image_and_footprints_are_geoparquet_for_geopandas_an
 
     split = next(iter(load_dataset(str(built.resolve()), cache_dir=str(tmp_path / "cache")).values()))
     row = split[0]
-    assert row["thumbnail"].size == (64, 64) and row["thumbnail"].mode == "RGB"  # a PIL image: datasets' Image
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    assert split.features["thumbnail"] == ImageFeature(decode=False)  # typed Image for the Hub's viewer
+    thumbnail = Image.open(io.BytesIO(row["thumbnail"]["bytes"]))
+    assert thumbnail.format == "PNG" and thumbnail.size == (64, 64) and thumbnail.mode == "RGB"
+    assert split.cast_column("thumbnail", ImageFeature())[0]["thumbnail"].size == (64, 64)
     assert json.loads(row["osm_tags"]) == {}
     shards = sorted((built / "data").rglob("*.parquet"))
     frame = geopandas.read_parquet(shards[0], columns=["tile_id", "lat", "lon", "geometry"])
