@@ -141,3 +141,26 @@ def verify(root: str | Path) -> VerifyReport:
     on_disk = {p.relative_to(root).as_posix() for p in (root / "data").rglob("*.parquet") if not p.name.startswith(".")}
     report.extra = sorted(on_disk - set(manifest["files"]))
     return report
+
+
+def record_rewrite(path: Path) -> None:
+    """Keep a completed build's manifest true for a data file rewritten in place (``geomeld caption``).
+
+    Does nothing for a file no manifest lists (a build in progress, a shard outside any build). The
+    fingerprint and file names stay: they name the build, and renaming would orphan the caption records.
+    """
+    path = Path(path).resolve()
+    if len(path.parents) < 3:
+        return
+    root = path.parents[2]  # DIR/data/<subset>/<file>
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    name = path.relative_to(root).as_posix()
+    if name not in manifest.get("files", {}):
+        return
+    manifest["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, manifest_path)

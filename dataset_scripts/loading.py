@@ -12,7 +12,15 @@ bytes plus ``_shape``, ``_dtype`` and ``_bands`` columns (see :mod:`dataset_scri
   Row dicts copy each layer's bytes into a Python ``bytes`` object first; for full samples that copy, not
   decoding, is what a row costs (``benchmarks/bench_loader.py`` measures both).
 
-All three work on rows that ``datasets.distributed.split_dataset_by_node`` hands a rank, since they need
+* :func:`geomeld_transform` -> ``ds.with_transform(geomeld_transform(...))``: fixed-shape float32 arrays per
+  modality (absent layers zeros) with ``<m>_mask`` and ``<m>_bands``, so ``default_collate`` batches them;
+* :func:`load_geomeld` -> ``load_dataset`` that refuses unfinished builds and verifies page checksums;
+  :func:`iter_shard_batches` reads one shard the same way. Reader errors name the file, row group and tiles.
+
+Natively stored layers (:data:`dataset_scripts.writer.STORAGE`) decode to float32 with NaN; ``native=True``
+gives the stored arrays as zero-copy views.
+
+All of them work on rows that ``datasets.distributed.split_dataset_by_node`` hands a rank, since they need
 nothing but the row itself.
 """
 

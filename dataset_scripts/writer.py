@@ -11,7 +11,13 @@ Layout (spec section 6, measured there to decode 5-40x faster than nested-list A
   ``terrain_class``, ``snow_fraction``, ``cloud_fraction``);
 * ``signals`` and ``metadata``: the full dicts as JSON text (their nested, optional groups would make
   struct schemas differ between shards where a group is absent everywhere, which breaks ``load_dataset``);
-* ``caption``: empty until ``geomeld caption`` fills it.
+* ``caption``: empty until ``geomeld caption`` fills it; ``osm_tags`` (JSON text: the release's tags, for captions);
+* ``thumbnail``: a 64 px PNG of B04/B03/B02 typed as a datasets ``Image`` (shown by the Hub's viewer);
+* ``geometry``: the footprint as a lon/lat WKB polygon with GeoParquet 1.1 ``geo`` file metadata.
+
+Layers are stored in their native dtypes (:data:`STORAGE`: Sentinel-2 int16 reflectance x 10000, Sentinel-1,
+DEM and canopy height float16, each with its stated error); the loaders restore float32 with NaN. Every page
+carries a CRC32 checksum (``write_page_checksum``) that readers verify.
 
 Compression is per column: the raster bytes are LZ4, everything else zstd. On real
 Sentinel texture LZ4 decompressed the float rasters several times faster than zstd level 3 (Sentinel-2:
@@ -344,6 +350,9 @@ def write_shard(rows: Iterable[Mapping[str, Any]], path: Path) -> int:
         write_page_checksum=True,  # CRC32 per page: bit rot fails the read (page_checksum_verification)
     )
     os.replace(tmp, path)
+    from .integrity import record_rewrite
+
+    record_rewrite(path)  # a shard of a finished build rewritten in place (captions): its sha256 follows
     return len(ordered)
 
 

@@ -222,3 +222,19 @@ def test_the_card_is_hub_metadata_for_the_products_it_holds_without_local_paths(
     assert 'load_dataset("geomeld"' in text
     assert str(tmp_path) not in card.text and "/tmp" not in card.text  # no local paths in the body
     assert "ESA WorldCover" not in card.text  # no product the build does not contain
+
+
+def test_a_shard_rewritten_in_place_keeps_the_manifest_true(corpus: Path, tmp_path: Path) -> None:
+    """What `geomeld caption` does: read a finished shard's rows, change captions, write it back."""
+    from dataset_scripts.writer import write_shard
+
+    manifest = _manifest(corpus, tmp_path / "m.csv", ["w0"])
+    out = tmp_path / "out"
+    build(f"manifest:{manifest}", out, FAST)
+    (shard,) = sorted((out / "data").rglob("*.parquet"))
+    rows = [{**r, "caption": "A field in Denmark."} for r in pq.read_table(shard).to_pylist()]
+    before = json.loads((out / MANIFEST_NAME).read_text())["files"]
+    write_shard(rows, shard)
+    after = json.loads((out / MANIFEST_NAME).read_text())["files"]
+    assert before.keys() == after.keys() and before != after
+    assert verify(out).ok and main(["verify", str(out)]) == 0
