@@ -8,10 +8,9 @@ only the splits that have files, since a split pattern matching nothing makes ``
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from dataclasses import dataclass
 
 from modeling_geomeld.modalities import MODALITIES
 
