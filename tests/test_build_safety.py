@@ -238,3 +238,14 @@ def test_a_shard_rewritten_in_place_keeps_the_manifest_true(corpus: Path, tmp_pa
     after = json.loads((out / MANIFEST_NAME).read_text())["files"]
     assert before.keys() == after.keys() and before != after
     assert verify(out).ok and main(["verify", str(out)]) == 0
+
+
+def test_the_pixel_budget_is_configurable_and_checked_before_reading(corpus: Path) -> None:
+    from dataset_scripts.align import AlignConfig, align
+    from dataset_scripts.sources.manifest import ManifestSource
+
+    (anchor,) = [a for a in ManifestSource(str(corpus / "manifest.csv")).anchors() if a.anchor_id == "good"]
+    assert align(anchor).arrays["sentinel2"].shape == (12, 128, 128)  # within the default budget
+    with pytest.raises(QuarantineError, match=r"at most 1,000 values .* 12 x 132 x 132") as err:
+        align(anchor, AlignConfig(max_read_values=1000))
+    assert err.value.reason == "pixel_budget"
