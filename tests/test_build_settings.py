@@ -11,7 +11,7 @@ import pytest
 from fixtures.make_stac_catalog import make_catalog
 
 from dataset_scripts.align import AlignConfig
-from dataset_scripts.build import BuildOptions, build
+from dataset_scripts.build import BUILD_DIR, BuildOptions, build
 from dataset_scripts.errors import UsageError
 from dataset_scripts.settings import (
     SOURCE_OPTIONS,
@@ -169,7 +169,7 @@ def test_grid_flags_set_the_searched_footprint(catalog, tmp_path):
     assert _cli(catalog, tmp_path / "o", "--size-px", "64", "--gsd", "10") == 0
     report = json.loads((tmp_path / "o" / "build_report.json").read_text())
     assert "footprint_m=640.0" in report["source"]
-    plan = json.loads((tmp_path / "o" / "_build" / "plan.json").read_text())
+    plan = json.loads((tmp_path / "o" / BUILD_DIR / "plan.json").read_text())
     assert plan["source_options"]["footprint_m"] == "640.0"  # the resolved values decide a resume
 
 

@@ -28,6 +28,7 @@ from fixtures.stac_api import (
 )
 
 from dataset_scripts.align import AlignConfig, align
+from dataset_scripts.build import BUILD_DIR
 from dataset_scripts.sources.stac import StacSource, covers, footprint_bbox
 from dataset_scripts.types import AnchorRequest
 from modeling_geomeld.cli import main
@@ -187,7 +188,10 @@ def _build(api: dict[str, Any], tmp_path: Path, *flags: str) -> tuple[int, dict[
              "--no-progress", "--option", f"anchors={api['anchors']}", "--option", "profile=earth-search",
              "--option", "modalities=sentinel2_l2a", *flags]
         )  # fmt: skip
-    return rc, json.loads((tmp_path / "out" / "build_report.json").read_text())
+    out = tmp_path / "out"
+    # a finished build reports at its top; one that built nothing leaves its report in the build folder
+    report = out / "build_report.json" if rc == 0 else out / BUILD_DIR / "build_report.json"
+    return rc, json.loads(report.read_text())
 
 
 @pytest.mark.parametrize(("limit", "built"), [("30", {"drake"}), ("10", set()), ("40", {"ceara", "drake"})])
