@@ -116,6 +116,8 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             means; it picks the normalisation statistics.
         stats (`dict`, *optional*): statistics overriding the registry defaults, `{"sentinel2_l2a": {"B01":
             [mean, std], ...}, "dem": {...}}` (as `geomeld stats` writes them into a dataset card).
+        stats_source (`str`, *optional*): where `stats` came from (a dataset's `stats.json`, a GEO-Bench task's
+            `band_stats.json`); saved with the processor and shown in the model card.
         crop_size (`int`, *optional*, defaults to 112): output size; `None` keeps the input size.
         crop_mode (`"center"` | `"random"`, defaults to `"center"`): random crops take a seed or generator.
         patch_size (`int`, defaults to 16): output sizes must be divisible by it.
@@ -129,6 +131,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         target_modalities: dict[str, list[str]] | None = None,
         s2_product: Literal["l2a", "l1c"] = "l2a",
         stats: dict[str, dict[str, list[float]]] | None = None,
+        stats_source: str | None = None,
         crop_size: int | None = 112,
         crop_mode: Literal["center", "random"] = "center",
         patch_size: int = 16,
@@ -151,6 +154,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         self.stats = {
             k: {b: [float(v[0]), float(v[1])] for b, v in table.items()} for k, table in (stats or {}).items()
         }
+        self.stats_source = stats_source if self.stats else None
         self.crop_size = crop_size
         self.crop_mode = crop_mode
         self.patch_size = patch_size
@@ -191,6 +195,16 @@ class GeoMeldImageProcessor(BaseImageProcessor):
                 f"{key}: standard deviations must be positive, got {dict(zip(bands, std.tolist(), strict=True))}"
             )
         return mean, std
+
+    def mean_std(self, key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The input bands of modality `key` (`"sentinel2"`, `"sentinel2_l1c"`, ...) with the mean and std this
+        processor normalises them with."""
+        mod, variant = self._resolve(key)
+        if mod.name not in self.input_modalities:
+            raise ValueError(f"{key!r} is not an input modality of this processor; expected {list(self.input_modalities)}")
+        bands = list(self.input_modalities[mod.name])
+        mean, std = self._mean_std(key, mod, variant, bands)
+        return bands, mean, std
 
     @staticmethod
     def _select_bands(
