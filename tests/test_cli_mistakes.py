@@ -19,6 +19,8 @@ NOWHERE = "/nonexistent/geomeld"
 def _cases(tmp: Path) -> list[tuple[list[str], str]]:
     empty = tmp / "empty"
     empty.mkdir(exist_ok=True)
+    (tmp / "ds" / "data" / "default").mkdir(parents=True, exist_ok=True)  # looks built: the --resume check is reached
+    (tmp / "ds" / "data" / "default" / "train-00000.parquet").write_bytes(b"")
     return [
         (["pretrain", "--dataset", NOWHERE, "--output-dir", str(tmp / "o")], "dataset folder /nonexistent/geomeld does not exist"),
         (["pretrain", "--dataset", str(empty), "--output-dir", str(tmp / "o")], "holds no Parquet shards"),
@@ -31,6 +33,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["finetune", "--checkpoint", NOWHERE], "checkpoint /nonexistent/geomeld does not exist"),
         (["finetune", "--checkpoint", "someone/geomeld-fm"], "the hub is offline"),
         (["finetune", "--stats", "dataset:" + NOWHERE, "--task", "terramind-landcover"], "is not a folder"),
+        (["finetune", "--stats", "task", "--task", "terramind-landcover"], "has no statistics file of its own"),
+        (["finetune", "--stats", "mine"], "expected checkpoint, task or dataset:DIR"),
+        (["pretrain", "--dataset", str(tmp / "ds"), "--output-dir", str(tmp / "fresh"), "--resume"], "no checkpoint-N folder"),
         (["stats", NOWHERE], "expected Parquet shards"),
         (["card", NOWHERE], NOWHERE),
         (["build", "--source", f"manifest:{NOWHERE}.csv", "--out", str(tmp / "b")], NOWHERE),

@@ -100,3 +100,13 @@ def test_fine_tuning_data_far_from_the_checkpoints_statistics_is_named(terramind
     assert set(scaled) == set(names) and all(r < 1e-3 for r in scaled.values())
     text = statistics_markdown(checkpoint)
     assert "Source: test." in text and "**sentinel2_l2a**" in text
+
+
+def test_finetune_statistics_from_a_built_dataset_are_its_stats_json(dataset: Path) -> None:
+    from modeling_geomeld.training.finetune_setup import choose_statistics
+
+    checkpoint = GeoMeldImageProcessor(input_modalities={"sentinel2": []}, crop_size=None)
+    chosen = choose_statistics(f"dataset:{dataset}", "terramind-landcover", None, checkpoint)
+    expected, _ = from_stats_json(json.loads((dataset / "stats.json").read_text()))
+    assert chosen.choice == "dataset" and chosen.processor.stats == expected and checkpoint.stats == {}
+    assert chosen.record()["source"].endswith("(6 train samples)")
