@@ -11,6 +11,7 @@ by an explicit choice, the checkpoint's statistics or the task's own (GEO-Bench 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -119,7 +120,7 @@ def dataset_statistics(
     A hub id reads the hub's ``stats.json`` when the hub is reachable; otherwise the registry defaults
     stay, and the source says so.
     """
-    from dataset_scripts.stats import write_stats
+    from dataset_scripts.stats import compute_stats, write_stats
 
     root = Path(dataset).expanduser()
     if not root.is_dir():
@@ -131,8 +132,16 @@ def dataset_statistics(
     elif compute:
         total = _rows_to_read(root, "train", max_samples)
         with _row_progress(total, f"statistics of {root.name}", progress):
-            table = write_stats(root, max_samples=max_samples, split="train")
-        how = "computed into"
+            try:
+                if int(os.environ.get("RANK", "0")) != 0:
+                    # other ranks of a distributed launch compute the same numbers; only rank 0 writes the
+                    # files (no process group exists yet to wait on)
+                    table, how = compute_stats(root, max_samples=max_samples, split="train"), "computed for"
+                else:
+                    table, how = write_stats(root, max_samples=max_samples, split="train"), "computed into"
+            except PermissionError:  # a read-only dataset: use the numbers, say they were not stored
+                table = compute_stats(root, max_samples=max_samples, split="train")
+                how = "computed (read-only folder, not written) for"
     else:
         return Statistics({}, f"registry defaults ({path} absent)")
     stats, skipped = from_stats_json(table)
@@ -259,8 +268,6 @@ def statistics_markdown(image_processor: Any) -> str:
 
 def require_dataset(dataset: str) -> None:
     """Refuse, as a usage error, a dataset argument that is neither a folder nor a hub id we may look up."""
-    import os
-
     local = Path(dataset).expanduser()
     if local.is_dir():
         if not any(local.glob("data/*/*.parquet")):
