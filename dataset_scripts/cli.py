@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+
 
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
@@ -142,7 +144,9 @@ def _run_build(args: argparse.Namespace) -> int:
     except QuarantineError as err:
         print(f"geomeld build --strict: bad input ({err.reason}): {err}", file=sys.stderr)
         return 1
-    except (BuildError, ValueError) as err:
+    except ValueError as err:  # a bad --source, a missing manifest: the user's to fix
+        raise UsageError(str(err)) from None
+    except BuildError as err:
         print(f"geomeld build: {err}", file=sys.stderr)
         return 1
     print(report.summary())
@@ -168,8 +172,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     try:
         stats = write_stats(args.dataset, args.max_samples, None if args.split == "all" else args.split)
     except ValueError as err:
-        print(f"geomeld stats: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(str(err)) from None
     print(
         f"statistics of {stats['samples']} samples for {', '.join(stats['bands'])} -> {args.dataset / 'stats.json'}"
     )
@@ -194,8 +197,7 @@ def _run_card(args: argparse.Namespace) -> int:
     try:
         path = write_card(args.dataset)
     except ValueError as err:
-        print(f"geomeld card: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(str(err)) from None
     print(f"wrote {path}")
     return 0
 

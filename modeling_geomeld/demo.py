@@ -105,6 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from dataset_scripts.align import AlignConfig
     from dataset_scripts.bigearthnet import extract_examples, write_manifest
     from dataset_scripts.build import BuildOptions, build
+    from dataset_scripts.errors import UsageError
     from dataset_scripts.loading import band_names, decode_row, load_geomeld
     from dataset_scripts.plotting import plot_sample
 
@@ -118,6 +119,8 @@ def run_demo(args: argparse.Namespace) -> int:
     size_px, min_coverage = 128, 0.999  # the GeoMeld grid: 1.28 km at 10 m
     if args.manifest:
         manifest = Path(args.manifest).resolve()
+        if not manifest.is_file():
+            raise UsageError(f"manifest {manifest} does not exist or is not a file; pass a builder manifest (CSV or JSON Lines)")
         source = f"your manifest {manifest}"
     else:
         print(f"[1/6] extracting the real BigEarthNet-MM examples (bigearthnet-common) into {out / 'bigearthnet'}")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-DEFAULT_TERRAMIND = Path(__file__).resolve().parents[2] / "shared" / "data" / "terramind-samples"
+from dataset_scripts.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -21,12 +20,16 @@ def register(subparsers: Any) -> None:
         help="fine-tune GeoMeld-FM on a downstream task (linear probe, full, or LoRA) over several seeds",
         description=__doc__
         + "\n\nTasks: terramind-landcover (real TerraMesh samples, whole locations held out) and geobench:<task> "
-        "(GEO-Bench v1.0 on disk; root from --data-root or GEO_BENCH_DIR).",
+        "(GEO-Bench v1.0 on disk; root from --data-root or GEO_BENCH_DIR). terramind-landcover reads the samples "
+        "folder from --data-root or GEOMELD_TERRAMIND_DIR.\n\nStatistics (--stats): checkpoint (those the checkpoint "
+        "was pretrained with), task (the GEO-Bench task's band_stats.json) or dataset:DIR (a built dataset's "
+        "stats.json); the choice and the numbers are recorded in results.json.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", default="terramind-landcover", help="task name (default: terramind-landcover)")
     p.add_argument("--data-root", default=None, help="data folder of the task (default: the task's own default)")
     p.add_argument("--checkpoint", default=None, help="GeoMeld checkpoint folder to start from (default: random init)")
+    p.add_argument("--stats", default="checkpoint", help="normalisation statistics: checkpoint (default), task, or dataset:DIR")
     p.add_argument("--preset", default="tiny", help="model preset when no checkpoint is given (default: tiny)")
     p.add_argument("--mode", choices=["linear", "full", "lora", "all"], default="all", help="training mode (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -40,19 +43,27 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_finetune)
 
 
+def check_task_name(task: str) -> None:
+    if task != "terramind-landcover" and not (task.startswith("geobench:") and task.split(":", 1)[1]):
+        raise UsageError(f"unknown task {task!r}; expected terramind-landcover or geobench:<task>")
+
+
 def build_task(args: argparse.Namespace, processor: Any) -> Any:
     from dataset_scripts.tasks import terramind_landcover
 
-    if args.task == "terramind-landcover":
-        root = Path(args.data_root or os.environ.get("GEOMELD_TERRAMIND_DIR", DEFAULT_TERRAMIND))
-        if not root.is_dir():
-            raise SystemExit(f"terramind samples not found at {root}; pass --data-root or set GEOMELD_TERRAMIND_DIR")
-        return terramind_landcover(root, processor)
-    if args.task.startswith("geobench:"):
-        from dataset_scripts.tasks import geobench_task
+    from .training.finetune_setup import open_geobench, terramind_root
 
-        return geobench_task(args.task.split(":", 1)[1], processor, root=args.data_root)
-    raise SystemExit(f"unknown task {args.task!r}; expected terramind-landcover or geobench:<task>")
+    check_task_name(args.task)
+    if args.task == "terramind-landcover":
+        return terramind_landcover(terramind_root(args.data_root), processor)
+    from dataset_scripts.tasks import geobench_task
+
+    name = args.task.split(":", 1)[1]
+    open_geobench(name, args.data_root)  # a missing root or an unknown task is a usage error, said in one line
+    try:
+        return geobench_task(name, processor, root=args.data_root)
+    except ValueError as err:  # the task offers none of the model's modalities
+        raise UsageError(str(err)) from None
 
 
 def score_fn(task: Any) -> Any:
@@ -80,22 +91,28 @@ def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     from dataset_scripts.tasks import majority_baseline
 
-    from . import (
-        GeoMeldConfig,
-        GeoMeldForImageClassification,
-        GeoMeldForSemanticSegmentation,
-        GeoMeldImageProcessor,
-    )
+    from . import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
     from .finetuning import Mode, run_seeds
+    from .training.finetune_setup import (
+        check_against_checkpoint,
+        checkpoint_image_processor,
+        choose_statistics,
+        require_checkpoint,
+    )
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_task_name(args.task)
     if args.checkpoint:
+        require_checkpoint(args.checkpoint)
         base_cfg = GeoMeldConfig.from_pretrained(args.checkpoint)
     else:
         base_cfg = GeoMeldConfig.from_preset(args.preset)
-    processor = GeoMeldImageProcessor.from_model_config(base_cfg, crop_size=None)
-    task = build_task(args, processor)
+    reference = checkpoint_image_processor(args.checkpoint, base_cfg)
+    statistics = choose_statistics(args.stats, args.task, args.data_root, reference)
+    task = build_task(args, statistics.processor)
+    print(f"statistics: {statistics.choice} ({statistics.source})")
+    shifts = check_against_checkpoint(task, statistics, reference)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"task {task.name}: {len(task.train)} train / {len(task.test)} test samples, {task.num_labels} labels ({task.description})")
     model_cls = GeoMeldForSemanticSegmentation if task.kind == "segmentation" else GeoMeldForImageClassification
     extra: dict[str, Any] = {"problem_type": "multi_label_classification"} if task.kind == "multi_label" else {}
@@ -110,7 +127,10 @@ def run_finetune(args: argparse.Namespace) -> int:
     score = score_fn(task)
     baseline = score(majority_baseline(task), task.test.labels)
     modes: list[Mode] = ["linear", "full", "lora"] if args.mode == "all" else [args.mode]
-    results: dict[str, Any] = {"task": task.name, "description": task.description, "majority_baseline": baseline, "modes": {}}
+    results: dict[str, Any] = {
+        "task": task.name, "description": task.description, "majority_baseline": baseline,
+        "statistics": {**statistics.record(), "far_from_checkpoint": shifts}, "modes": {},
+    }  # fmt: skip
     for mode in modes:
         lr = args.lr or (3e-4 if mode == "full" else 1e-3)
         t0 = time.time()

@@ -3,11 +3,18 @@
 Input is a dict of modality arrays, ``(C, H, W)`` for one sample or ``(B, C, H, W)`` for a batch, keyed
 by registry names (``"sentinel2_l2a"``, ``"sentinel2_l1c"``, ``"sentinel1"``, ``"dem"``, ...). Bands are
 matched by name: pass ``band_names={"sentinel2_l2a": [...]}`` for files in another order; without names
-the array must hold the configured bands, or all of the modality's bands, in canonical order.
+the array must hold the configured bands, or all of the modality's bands, in canonical order (accepted
+with a one-time warning: an array in another order, the release's B8A-before-B08 say, cannot be told apart).
+
+What the processor cannot honour it refuses with a ``ValueError`` naming what it expected and what it found:
+a ``band_names`` key that is not an image key, two images of one modality, an unknown modality. Values
+that are not finite or lie outside the product's physical range (:data:`PHYSICAL_RANGE`) become no-data
+and are counted per sample in the batch's ``invalid_pixels``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -16,7 +23,26 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-from .modalities import Modality, reorder_bands, resolve, validate_band_selection
+from .modalities import MODALITIES, Modality, reorder_bands, resolve, validate_band_selection
+
+#: The physical range of every continuous band in its stored unit; a value outside it is a corrupt or
+#: unscaled pixel (3e38 fill values, a float64 overflow), never a measurement, and becomes no-data rather
+#: than a NaN embedding. Generous on purpose: only the absurd is rejected.
+PHYSICAL_RANGE: dict[str, dict[str, tuple[float, float]]] = {
+    # reflectance x 10000 as distributed: 16-bit DNs (L1C of baseline >= 04.00 adds +1000, so no negatives)
+    "sentinel2": {b: (0.0, 65535.0) for b in MODALITIES["sentinel2"].band_names},
+    # backscatter in dB: sigma0 / gamma0 lie within -60..+40 dB over any surface
+    "sentinel1": {b: (-100.0, 60.0) for b in MODALITIES["sentinel1"].band_names},
+    # metres above the geoid (Dead Sea shore -430 m, Everest 8849 m) and degrees of slope
+    "dem": {"elevation": (-500.0, 9000.0), "slope": (0.0, 90.0)},
+    "canopy_height": {"height": (0.0, 120.0), "std": (0.0, 120.0)},
+    "jrc_water": {"occurrence": (0.0, 100.0)},
+    # 8-bit imagery in most years, 16-bit containers in some deliveries
+    "naip": {b: (0.0, 65535.0) for b in MODALITIES["naip"].band_names},
+}
+
+#: modality keys whose unnamed multi-band input has been warned about once in this process
+_UNNAMED_WARNED: set[str] = set()
 
 
 class GeoMeldBatchFeature(BatchFeature):
@@ -53,6 +79,33 @@ def _as_batch(name: str, array: Any) -> np.ndarray:
     return array
 
 
+_ORDER_EXAMPLE = {"sentinel2": " (the release's B8A before B08, say)", "sentinel1": " (VH before VV, say)"}
+
+
+def _warn_unnamed(key: str, order: Sequence[str]) -> None:
+    if key in _UNNAMED_WARNED:
+        return
+    _UNNAMED_WARNED.add(key)
+    warnings.warn(
+        f"{key}: no band_names given, so the {len(order)} bands are read in canonical order {list(order)}; "
+        f"an array in another order{_ORDER_EXAMPLE.get(key.split('_')[0], '')} would be misread: pass "
+        f"band_names={{{key!r}: [...]}} with the file's own order",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _plausible(mod: Modality, bands: Sequence[str], array: np.ndarray) -> np.ndarray:
+    """Per value (B, C, H, W): finite and inside the band's physical range (class maps: finite only)."""
+    ok = np.isfinite(array)
+    ranges = PHYSICAL_RANGE.get(mod.name, {})
+    for i, band in enumerate(bands):
+        if band in ranges:
+            lo, hi = ranges[band]
+            ok[:, i] &= (array[:, i] >= lo) & (array[:, i] <= hi)
+    return ok
+
+
 class GeoMeldImageProcessor(BaseImageProcessor):
     r"""Turns raw modality arrays into the inputs of GeoMeld-FM.
 
@@ -63,6 +116,8 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             means; it picks the normalisation statistics.
         stats (`dict`, *optional*): statistics overriding the registry defaults, `{"sentinel2_l2a": {"B01":
             [mean, std], ...}, "dem": {...}}` (as `geomeld stats` writes them into a dataset card).
+        stats_source (`str`, *optional*): where `stats` came from (a dataset's `stats.json`, a GEO-Bench task's
+            `band_stats.json`); saved with the processor and shown in the model card.
         crop_size (`int`, *optional*, defaults to 112): output size; `None` keeps the input size.
         crop_mode (`"center"` | `"random"`, defaults to `"center"`): random crops take a seed or generator.
         patch_size (`int`, defaults to 16): output sizes must be divisible by it.
@@ -76,6 +131,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         target_modalities: dict[str, list[str]] | None = None,
         s2_product: Literal["l2a", "l1c"] = "l2a",
         stats: dict[str, dict[str, list[float]]] | None = None,
+        stats_source: str | None = None,
         crop_size: int | None = 112,
         crop_mode: Literal["center", "random"] = "center",
         patch_size: int = 16,
@@ -98,6 +154,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         self.stats = {
             k: {b: [float(v[0]), float(v[1])] for b, v in table.items()} for k, table in (stats or {}).items()
         }
+        self.stats_source = stats_source if self.stats else None
         self.crop_size = crop_size
         self.crop_mode = crop_mode
         self.patch_size = patch_size
@@ -117,7 +174,10 @@ class GeoMeldImageProcessor(BaseImageProcessor):
 
     # -- helpers --------------------------------------------------------------------------------------
     def _resolve(self, key: str) -> tuple[Modality, str]:
-        mod, variant = resolve(key)
+        try:
+            mod, variant = resolve(key)
+        except KeyError as err:  # a caller's typo is a bad value, not a missing mapping entry
+            raise ValueError(err.args[0]) from None
         if mod.name == "sentinel2" and key == "sentinel2":
             variant = self.s2_product
         return mod, variant
@@ -136,11 +196,23 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             )
         return mean, std
 
+    def mean_std(self, key: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The input bands of modality `key` (`"sentinel2"`, `"sentinel2_l1c"`, ...) with the mean and std this
+        processor normalises them with."""
+        mod, variant = self._resolve(key)
+        if mod.name not in self.input_modalities:
+            raise ValueError(f"{key!r} is not an input modality of this processor; expected {list(self.input_modalities)}")
+        bands = list(self.input_modalities[mod.name])
+        mean, std = self._mean_std(key, mod, variant, bands)
+        return bands, mean, std
+
     @staticmethod
     def _select_bands(
         key: str, array: np.ndarray, mod: Modality, wanted: Sequence[str], given: Sequence[str] | None
     ) -> np.ndarray:
         if given is None:
+            if array.shape[1] in (len(wanted), len(mod.bands)) and array.shape[1] > 1:
+                _warn_unnamed(key, wanted if array.shape[1] == len(wanted) else mod.band_names)
             if array.shape[1] == len(wanted):
                 return array
             if array.shape[1] == len(mod.bands):
@@ -151,6 +223,33 @@ class GeoMeldImageProcessor(BaseImageProcessor):
                     f"{mod.name} in canonical order), got {array.shape[1]}; pass band_names={{{key!r}: [...]}}"
                 )
         return reorder_bands(array, given, wanted, modality=key, axis=1)
+
+    def _check_keys(
+        self, what: str, arrays: Mapping[str, Any], names_field: str, names: Mapping[str, Any]
+    ) -> None:
+        """Refuse what would otherwise be ignored silently: names for no array, two arrays of one modality."""
+        by_modality: dict[str, str] = {}
+        for key in arrays:
+            mod, _ = self._resolve(key)
+            if mod.name in by_modality:
+                raise ValueError(
+                    f"{what} holds two arrays of {mod.name}: {by_modality[mod.name]!r} and {key!r}; "
+                    f"expected one per modality (pass the Sentinel-2 product the model was trained on)"
+                )
+            by_modality[mod.name] = key
+        for key in names:
+            if key in arrays:
+                continue
+            mod, _ = self._resolve(key)
+            if mod.name in by_modality:
+                raise ValueError(
+                    f"{names_field} key {key!r} does not match the {what} key {by_modality[mod.name]!r}; "
+                    f"expected {names_field}={{{by_modality[mod.name]!r}: [...]}}"
+                )
+            raise ValueError(
+                f"{names_field} names bands of {key!r} but {what} holds no such array; "
+                f"expected keys among {list(arrays)}"
+            )
 
     def _crop_window(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         size = self.crop_size
@@ -182,16 +281,21 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         Returns a `GeoMeldBatchFeature` with `pixel_values` {modality: float32 (B, C, S, S)} (no-data set to 0
         after normalisation), `valid_mask` {modality: bool (B, S, S)}, and with `targets`, `targets`
         {modality: float32 (B, C, S, S) normalised with NaN at no-data, or int64 (B, S, S) class indices
-        with -1 at no-data}.
+        with -1 at no-data}; `invalid_pixels` {modality, or `targets.<modality>`: int64 (B,)} counts the
+        cropped pixels made no-data because a value was not finite or outside `PHYSICAL_RANGE`.
+        Raises `ValueError` for band names keyed differently from the images, two images of one modality
+        and unknown modalities.
         """
         if not isinstance(images, Mapping) or not images:
             raise ValueError(
                 "images must be a non-empty dict {modality: array}, e.g. {'sentinel2_l2a': array (12, H, W)}"
             )
         band_names = dict(band_names or {})
+        self._check_keys("images", images, "band_names", band_names)
         rng = np.random.default_rng(seed)
         pixel_values: dict[str, torch.Tensor] = {}
         valid_mask: dict[str, torch.Tensor] = {}
+        invalid_pixels: dict[str, torch.Tensor] = {}
         window: tuple[int, int, int, int] | None = None
         batch_shape: tuple[int, int, int] | None = None
 
@@ -217,7 +321,10 @@ class GeoMeldImageProcessor(BaseImageProcessor):
             wanted = self.input_modalities[mod.name]
             array = self._select_bands(key, _as_batch(key, raw), mod, wanted, band_names.get(key))
             array = crop(array).astype(np.float32)
-            valid = np.isfinite(array).all(axis=1)
+            plausible = _plausible(mod, wanted, array)
+            array = np.where(plausible, array, 0.0)  # no overflow in the arithmetic below; masked anyway
+            valid = np.asarray(plausible.all(axis=1))
+            invalid_pixels[mod.name] = torch.from_numpy((~valid).sum(axis=(1, 2)).astype(np.int64))
             if mod.nodata is not None:
                 valid &= ~(array == mod.nodata).all(axis=1)
             mean, std = self._mean_std(key, mod, variant, wanted)
@@ -228,13 +335,20 @@ class GeoMeldImageProcessor(BaseImageProcessor):
 
         data: dict[str, Any] = {"pixel_values": pixel_values, "valid_mask": valid_mask}
         if targets:
-            data["targets"] = self._targets(targets, dict(target_band_names or {}), crop)
+            target_band_names = dict(target_band_names or {})
+            self._check_keys("targets", targets, "target_band_names", target_band_names)
+            data["targets"] = self._targets(targets, target_band_names, crop, invalid_pixels)
+        data["invalid_pixels"] = invalid_pixels
         return GeoMeldBatchFeature(data=data, tensor_type=None)
 
     __call__ = preprocess  # type: ignore[assignment]
 
     def _targets(
-        self, targets: Mapping[str, Any], names: dict[str, Sequence[str]], crop: Any
+        self,
+        targets: Mapping[str, Any],
+        names: dict[str, Sequence[str]],
+        crop: Any,
+        invalid_pixels: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for key, raw in targets.items():
@@ -249,6 +363,11 @@ class GeoMeldImageProcessor(BaseImageProcessor):
                 out[mod.name] = torch.from_numpy(mod.codes_to_indices(array[:, 0]))
                 continue
             array = array.astype(np.float32)
+            plausible = _plausible(mod, wanted, array)
+            invalid_pixels[f"targets.{mod.name}"] = torch.from_numpy(
+                (~plausible.all(axis=1)).sum(axis=(1, 2)).astype(np.int64)
+            )
+            array = np.where(plausible, array, np.nan)
             if mod.nodata is not None:
                 array = np.where(array == mod.nodata, np.nan, array)
             mean, std = self._mean_std(key, mod, variant, wanted)

@@ -39,6 +39,12 @@ def register(subparsers: Any) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from .pretraining import pretrain
+    from .training.checkpoints import find_resumable_checkpoint
+    from .training.statistics import require_dataset
+
+    require_dataset(args.dataset)  # a missing folder or an offline hub id: one line, before any model is built
+    if args.resume:
+        find_resumable_checkpoint(args.output_dir)  # nothing to resume from is said before training starts
 
     overrides = {"encoder_config": {"image_size": args.image_size}} if args.image_size else None
     result = pretrain(

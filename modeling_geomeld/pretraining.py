@@ -21,6 +21,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .modalities import get_modality, resolve
+from .training.checkpoints import AtomicCheckpointMixin, resume_checkpoint
+from .training.statistics import dataset_statistics, statistics_markdown
 
 
 class PretrainingCollator:
@@ -106,7 +108,7 @@ class EMACallback(TrainerCallback):
             model.update_ema(model.ema_momentum_at(state.global_step, state.max_steps))
 
 
-class GeoMeldTrainer(Trainer):
+class GeoMeldTrainer(AtomicCheckpointMixin, Trainer):
     """A `Trainer` that logs the mean of every named loss part since the last log, besides the total."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -242,9 +244,10 @@ def pretrain(
     from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
     from .text import init_text_tower_from_minilm, load_text_tokenizer
 
+    statistics = dataset_statistics(dataset)  # before loading: computing them refreshes the dataset card
     train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
-    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random"), load_text_tokenizer())
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random", **statistics.processor_kwargs()), load_text_tokenizer())
     torch.manual_seed(seed)
     model = GeoMeldForPreTraining(config)
     if init_text_from_minilm:
@@ -278,8 +281,9 @@ def pretrain(
         train_dataset=train,
         data_collator=RowCollator(processor),
         callbacks=[EMACallback(), *callbacks],
+        release_processor=processor,
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir) if resume else None)
     history = [h for h in trainer.state.log_history if "loss" in h]
     if trainer.is_world_process_zero():
         out = Path(output_dir)
@@ -290,7 +294,8 @@ def pretrain(
         _write_csv(history, out / "log.csv")
         if history:
             plot_losses([{k: float(v) for k, v in h.items() if "loss" in k or k.startswith("mpmae/")} for h in history], out / "loss.png")
-        (out / "README.md").write_text(model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step))
+        card = model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step)
+        (out / "README.md").write_text(card + "\n" + statistics_markdown(processor.image_processor))
     return {"history": history, "global_step": trainer.state.global_step, "model": model}
 
 

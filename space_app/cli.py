@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from dataset_scripts.errors import UsageError
 
 DEMO_CHECKPOINT = "outputs/demo/checkpoint"
 DEMO_DATASET = "outputs/demo/dataset"
@@ -67,15 +68,14 @@ def _subset(name: str) -> tuple[str, ...] | None:
     from .retrieval import SUBSETS
 
     if name not in SUBSETS:
-        raise SystemExit(f"error: --modalities must be one of {', '.join(SUBSETS)}, found {name!r}")
+        raise UsageError(f"--modalities must be one of {', '.join(SUBSETS)}, found {name!r}")
     return SUBSETS[name]
 
 
 def _missing(path: str, what: str, hint: str) -> bool:
     if Path(path).exists():
         return False
-    print(f"error: {what} {path} does not exist; {hint}", file=sys.stderr)
-    return True
+    raise UsageError(f"{what} {path} does not exist; {hint}")
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -92,8 +92,7 @@ def run_index(args: argparse.Namespace) -> int:
             kind=args.kind, memory_budget_bytes=budget,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     print(json.dumps(report.to_dict(), indent=2))
     print(f"index written to {Path(args.out).resolve()}")
     return 0
@@ -112,8 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, modalities=_subset(args.modalities),
         )  # fmt: skip
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     print(format_recall_table(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +125,6 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         checkpoint, index, dataset = resolve_paths(args.checkpoint, args.index, args.dataset)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     launch(checkpoint, index, dataset, host=args.host, port=args.port)
     return 0

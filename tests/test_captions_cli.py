@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: list[str]) -> int:
+    from dataset_scripts.errors import UsageError
+
     args = _parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except UsageError as err:  # as `geomeld`'s entry point answers a user mistake: one line, exit 2
+        print(f"geomeld {argv[0]}: error: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 @pytest.fixture(scope="module")

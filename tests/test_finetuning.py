@@ -151,12 +151,42 @@ def test_finetune_command_on_a_geobench_fixture(tmp_path: Path) -> None:
 
     root = make_geobench(tmp_path / "geobench", size=32)
     out = tmp_path / "out"
-    code = main(
-        ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "linear",
-         "--seeds", "0", "1", "--steps", "3", "--batch-size", "2", "--out", str(out)]
-    )  # fmt: skip
+    # the fixture's bands hold 100 (B01) .. 1200 (B12): far below the registry's L2A means, and said so
+    with pytest.warns(UserWarning, match=r"bands lie far from the checkpoint's statistics.*sentinel2/B01 mean 1\d\d"):
+        code = main(
+            ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "linear",
+             "--seeds", "0", "1", "--steps", "3", "--batch-size", "2", "--out", str(out)]
+        )  # fmt: skip
     assert code == 0
     result = json.loads((out / "results.json").read_text())
+    assert result["statistics"]["choice"] == "checkpoint" and result["statistics"]["stats"] == {}
+    assert "registry defaults" in result["statistics"]["source"]
+    assert {s["band"] for s in result["statistics"]["far_from_checkpoint"]} >= {"B01", "B02"}
     summary = result["modes"]["linear"]["summary"]["micro_f1"]
     assert 0.0 <= summary["mean"] <= 1.0 and summary["n"] == 2.0
     assert [r["seed"] for r in result["modes"]["linear"]["per_seed"]] == [0, 1]
+
+
+def test_finetune_with_the_tasks_own_statistics_records_the_choice(tmp_path: Path) -> None:
+    """`--stats task` normalises with the GEO-Bench task's band_stats.json, by band name, and results.json
+    records the choice, the file and the numbers."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_geobench import band_value, make_geobench
+
+    from modeling_geomeld.cli import main
+
+    root = make_geobench(tmp_path / "geobench", size=32)
+    out = tmp_path / "out"
+    code = main(
+        ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "linear", "--stats",
+         "task", "--seeds", "0", "--steps", "2", "--batch-size", "2", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "results.json").read_text())["statistics"]
+    assert record["choice"] == "task" and record["source"].endswith("m-bigearthnet/band_stats.json (the GEO-Bench task's own)")
+    b08 = record["stats"]["sentinel2"]["B08"]
+    assert b08 == [band_value("08 - NIR") + 0.25, pytest.approx(0.5 + 800 / 1000)]
+    assert record["stats"]["sentinel2"]["B8A"][0] == band_value("08A - Vegetation Red Edge") + 0.25

@@ -113,3 +113,84 @@ def test_processor_round_trip_and_text(tmp_path: Path, processor: GeoMeldImagePr
     assert torch.equal(a["input_ids"], b["input_ids"])
     with pytest.raises(ValueError, match="needs images, text, or both"):
         full()
+
+
+# -- refusals: what the processor cannot honour is a ValueError naming expected and found ---------------
+
+
+def test_band_names_keyed_by_another_name_of_the_image_are_refused(processor: GeoMeldImageProcessor) -> None:
+    with pytest.raises(ValueError, match=r"band_names key 'sentinel2' does not match the images key 'sentinel2_l2a'"):
+        processor({"sentinel2_l2a": _s2()}, band_names={"sentinel2": list(SENTINEL2_BANDS)})
+
+
+def test_two_images_of_one_modality_are_refused(processor: GeoMeldImageProcessor) -> None:
+    l1c = np.random.default_rng(2).integers(1, 8000, (13, 40, 40)).astype(np.int16)
+    with pytest.raises(ValueError, match=r"two arrays of sentinel2: 'sentinel2_l2a' and 'sentinel2_l1c'"):
+        processor({"sentinel2_l2a": _s2(), "sentinel2_l1c": l1c})
+
+
+def test_band_names_without_an_image_are_refused(processor: GeoMeldImageProcessor) -> None:
+    with pytest.raises(ValueError, match=r"band_names names bands of 'sentinel1' but images holds no such array"):
+        processor({"sentinel2_l2a": _s2()}, band_names={"sentinel1": ["VV", "VH"]})
+    with pytest.raises(ValueError, match=r"target_band_names key 'dem' .*|target_band_names names bands of 'dem'"):
+        processor({"sentinel2_l2a": _s2()}, targets={"esa_worldcover": np.full((1, 40, 40), 10, np.uint8)},
+                  target_band_names={"dem": ["elevation"]})  # fmt: skip
+
+
+def test_unknown_modality_is_a_value_error_listing_the_known(processor: GeoMeldImageProcessor) -> None:
+    with pytest.raises(ValueError, match=r"unknown modality 'sentinel3'; expected one of \[.*'sentinel2_l2a'"):
+        processor({"sentinel3": _s2()})
+    with pytest.raises(ValueError, match="unknown modality 'sentinel2_l3'"):
+        processor({"sentinel2_l2a": _s2()}, band_names={"sentinel2_l3": list(SENTINEL2_BANDS)})
+
+
+def test_unnamed_array_warns_once_how_to_pass_names(processor: GeoMeldImageProcessor) -> None:
+    from modeling_geomeld import image_processing_geomeld
+
+    image_processing_geomeld._UNNAMED_WARNED.discard("sentinel2_l2a")
+    with pytest.warns(UserWarning, match=r"canonical order \['B01', .*'B08', 'B8A'.*band_names=\{'sentinel2_l2a'"):
+        unnamed = processor({"sentinel2_l2a": _s2()})["pixel_values"]["sentinel2"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call is silent
+        processor({"sentinel2_l2a": _s2()})
+        named = processor({"sentinel2_l2a": _s2()}, band_names={"sentinel2_l2a": list(SENTINEL2_BANDS)})
+    assert torch.equal(unnamed, named["pixel_values"]["sentinel2"])  # canonical order is what it assumed
+
+
+def test_non_finite_and_absurd_values_become_no_data_and_are_counted(processor: GeoMeldImageProcessor) -> None:
+    s2 = _s2().astype(np.float32)
+    s2[3, 10, 10] = 3e38  # a fill value far beyond 16-bit reflectance
+    s2[0, 11, 11] = np.inf
+    s2[5, 12, 12] = -50.0  # negative reflectance DN
+    s1 = np.random.default_rng(3).normal(-12, 3, (2, 40, 40)).astype(np.float32)
+    s1[0, 20, 20] = np.nan
+    s1[1, 21, 21] = 1e6  # a linear power value in a dB layer would be ~60 dB at most
+    dem = np.full((1, 40, 40), 120.0, np.float32)
+    dem[0, 30, 30] = -3e38
+    out = processor({"sentinel2_l2a": s2, "sentinel1": s1}, targets={"dem": dem},
+                    band_names={"sentinel2_l2a": list(SENTINEL2_BANDS), "sentinel1": ["VV", "VH"]})  # fmt: skip
+    counts = {k: v.tolist() for k, v in out["invalid_pixels"].items()}
+    assert counts == {"sentinel2": [3], "sentinel1": [2], "targets.dem": [1]}
+    v2 = out["valid_mask"]["sentinel2"][0]
+    assert not v2[6, 6] and not v2[7, 7] and not v2[8, 8] and v2[9, 9]  # crop offset 4
+    assert torch.isfinite(out["pixel_values"]["sentinel2"]).all() and torch.isfinite(out["pixel_values"]["sentinel1"]).all()
+    assert torch.isnan(out["targets"]["dem"][0, 0, 26, 26]) and torch.isfinite(out["targets"]["dem"][0, 0, 25, 25])
+    # a realistic array has nothing to count
+    clean = processor({"sentinel1": np.full((2, 40, 40), -12.0, np.float32)}, band_names={"sentinel1": ["VV", "VH"]})
+    assert clean["invalid_pixels"]["sentinel1"].tolist() == [0]
+
+
+def test_3e38_gives_a_finite_embedding() -> None:
+    from modeling_geomeld import GeoMeldConfig, GeoMeldModel
+
+    torch.manual_seed(0)
+    model = GeoMeldModel(GeoMeldConfig.from_preset("tiny", encoder_config={"image_size": 32})).eval()
+    proc = GeoMeldImageProcessor.from_model_config(model.config)
+    s2 = _s2(size=32).astype(np.float32)
+    s2[:, 8:12, 8:12] = 3e38
+    names = {"sentinel2_l2a": list(SENTINEL2_BANDS)}
+    with torch.no_grad():
+        emb = model.get_image_features(**{k: v for k, v in proc({"sentinel2_l2a": s2}, band_names=names).items() if k != "invalid_pixels"})
+    assert torch.isfinite(emb).all()

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dataset_scripts.errors import UsageError
+
 from .orchestrator import build_fact_sheet, water_layout
 
 
@@ -75,8 +77,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         row = find_row(args.dataset, args.tile_id)
     except (KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err).strip("'\"")) from None
     sheet = build_fact_sheet(row.tile_id, row.signals, row.metadata, water_layout(row.arrays))
     result = Verifier(sheet).verify(args.caption).to_dict()
     print(json.dumps({"tile_id": row.tile_id, **result}, indent=2, ensure_ascii=False))
@@ -94,8 +95,7 @@ def run_caption(args: argparse.Namespace) -> int:
         if args.captioner != "template":
             captioners.insert(0, make_captioner(args.captioner))
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     evaluator = _similarity_evaluator(args.checkpoint) if args.checkpoint is not None else None
     done = skipped = 0
     without = 0
