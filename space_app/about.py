@@ -48,10 +48,13 @@ class ModelInfo:
     reason: str = ""
 
     def banner_markdown(self) -> str:
-        trained = (
-            f"{self.name or 'GeoMeld-FM'}, pretrained with {', '.join(self.objectives) or 'unknown objectives'}"
-            f" on {self.data or 'unknown data'} for {self.steps if self.steps is not None else '?'} steps"
-        )
+        if self.steps is None:
+            trained = "no record of how it was trained (no model card)"
+        else:
+            trained = (
+                f"{self.name or 'GeoMeld-FM'}, pretrained with {', '.join(self.objectives) or 'unnamed objectives'}"
+                f" on {self.data or 'unnamed data'} for {self.steps} steps"
+            )
         lines = [f"**Checkpoint** `{self.folder}`: {trained}; image inputs: {', '.join(self.inputs)}."]
         if self.beating:
             lines.append(f"Beats its baseline on held-out blocks: {', '.join(self.beating)}.")

@@ -81,10 +81,12 @@ CSS = """
 .geomeld-scale { display:flex; align-items:center; gap:6px; margin:0 0 4px 0; font-size:0.85em; flex-wrap:wrap; }
 .geomeld-scale i { width:160px; max-width:40vw; height:12px; border:1px solid #0003; display:inline-block; }
 /* gallery labels wrap under the picture instead of being cut with an ellipsis over it */
-#results .caption-label, #similar .caption-label { position:static; max-width:100%; white-space:normal;
+#results .caption-label, #similar .caption-label, #modalities .caption-label { position:static; max-width:100%; white-space:normal;
   overflow:visible; text-overflow:clip; opacity:1; border:none; }
-#results .thumbnail-item, #similar .thumbnail-item { display:flex; flex-direction:column; height:auto; aspect-ratio:auto; }
-#results .thumbnail-item img, #similar .thumbnail-item img { aspect-ratio:1 / 1; height:auto; }
+#results .thumbnail-item, #similar .thumbnail-item, #modalities .thumbnail-item { display:flex; flex-direction:column; height:auto; aspect-ratio:auto; }
+#results .thumbnail-item img, #similar .thumbnail-item img, #modalities .thumbnail-item img { aspect-ratio:1 / 1; height:auto; }
+/* the galleries grow with their rows: no inner scroll box that hides the last row */
+#results .grid-wrap, #similar .grid-wrap, #modalities .grid-wrap { height:auto !important; max-height:none !important; overflow:visible !important; }
 @media (max-width: 700px) {
   #results .grid-container, #similar .grid-container, #modalities .grid-container { grid-template-columns:repeat(2, minmax(0, 1fr)) !important; }
 }
@@ -310,6 +312,15 @@ class RetrievalService:
 
 
 # ------------------------------------------------------------------------------------------------------ UI
+QUERY_IMAGE_PX = 320
+
+
+def enlarge(image: np.ndarray, size: int = QUERY_IMAGE_PX) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor so a 64-128 px grid reads at ~``size`` px, pixels kept sharp."""
+    factor = max(1, size // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
+
+
 def user_message(err: BaseException) -> str | None:
     """The message of a user's mistake (shown in the status area), or ``None`` for a fault of the Space."""
     if isinstance(err, gr.Error):
@@ -382,15 +393,18 @@ def build_demo(service: RetrievalService) -> Any:
                     raise ValueError(f"this model takes {', '.join(service.products)} uploads, found {product!r}")
                 uploaded = validate_upload(path, service.products[product], size_px=service.size_px)
                 result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
-                query_image: np.ndarray | str = thumbnail(uploaded.arrays, uploaded.bands)
+                query_image = enlarge(thumbnail(uploaded.arrays, uploaded.bands))
             finally:
                 discard_upload(path)  # used once: never kept on the server, good or bad
             where = f"{uploaded.name}: aligned onto a {service.size_px} x {service.size_px} grid at 10 m around {uploaded.metadata['lat']:.4f}, {uploaded.metadata['lon']:.4f}"
         else:
             result = service.image_to_text(tile_id=(tile_id or "").strip(), modalities=modalities, k=int(k))
-            query_image = service.store.thumbnail(tile_id.strip())
+            from PIL import Image
+
+            with Image.open(service.store.thumbnail(tile_id.strip())) as picture:
+                query_image = enlarge(np.asarray(picture.convert("RGB")))
             where = f"sample {tile_id.strip()}"
-        rows = [[i + 1, round(h.score, 4), h.metadata.get("caption", ""), h.tile_id] for i, h in enumerate(result["captions"])]
+        rows = [[i + 1, round(h.score, 3), h.metadata.get("caption", ""), h.tile_id] for i, h in enumerate(result["captions"])]
         return rows, gallery_items(result["similar"]), query_image, None, f"Query: {where} ({subset})."
 
     info = service.model_info
@@ -423,8 +437,8 @@ def build_demo(service: RetrievalService) -> Any:
             with gr.Row(equal_height=False):
                 query_image = gr.Image(label="Query image (true colour)", height=320, min_width=300, scale=1, elem_id="query-image")
                 captions = gr.Dataframe(
-                    headers=["rank", "score", "caption", "tile"], label="Best captions", wrap=True, scale=2, min_width=320,
-                    column_widths=["9%", "13%", "52%", "26%"], elem_id="captions",
+                    headers=["#", "score", "caption", "tile"], label="Best captions (by rank)", wrap=True, scale=2, min_width=320,
+                    column_widths=["8%", "17%", "47%", "28%"], elem_id="captions",
                 )  # fmt: skip
             similar = gr.Gallery(label="Most similar images", columns=5, height="auto", allow_preview=False, object_fit="contain", elem_id="similar")
         gr.Markdown("## Selected sample")

@@ -43,6 +43,7 @@ def test_random_weights_without_a_card_are_a_pipeline_check(tmp_path: Path) -> N
     assert info.pipeline_check and "no model card" in info.reason
     banner = info.banner_markdown()
     assert banner.startswith("⚠️ **Pipeline check") and f"`{tmp_path.name}`" in banner and "sentinel2, sentinel1" in banner
+    assert "no record of how it was trained" in banner
 
 
 def test_a_trained_card_without_held_out_retrieval_is_still_a_pipeline_check(tmp_path: Path) -> None:
