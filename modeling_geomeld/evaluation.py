@@ -218,19 +218,28 @@ def retrieval_recall(
 
 
 # ------------------------------------------------------------------------------------ metric vs its baseline
+def chance_margin(rate: float, n: int, z: float = 2.0) -> float:
+    """``z`` binomial standard errors of a rate ``rate`` over ``n`` trials: how far above chance (or above the
+    majority class) a recall or an accuracy must be before it is more than luck on ``n`` held-out items."""
+    rate = min(max(float(rate), 0.0), 1.0)
+    return float(z * np.sqrt(rate * (1.0 - rate) / max(int(n), 1)))
+
+
 def compare(
-    value: float, baseline: float, *, lower_is_better: bool, baseline_name: str, n: int | None = None, unit: str = ""
-) -> dict[str, Any]:
+    value: float, baseline: float, *, lower_is_better: bool, baseline_name: str, n: int | None = None, unit: str = "",
+    margin: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
     """One comparison of a metric with its baseline, as ``results.json`` lists it.
 
-    ``beats_baseline`` is strict (a tie does not beat); errors and losses (``lower_is_better``) also carry
-    ``ratio`` = value / baseline (below 1 beats the baseline).
+    ``beats_baseline`` needs the value past the baseline by more than ``margin`` (absolute; a tie never
+    beats): pass ``chance_margin`` for rates on few items, a relative share of the baseline for losses.
+    Errors and losses (``lower_is_better``) also carry ``ratio`` = value / baseline (below 1 is better).
     """
     value, baseline = float(value), float(baseline)
     finite = np.isfinite(value) and np.isfinite(baseline)
-    beats = bool(finite and (value < baseline if lower_is_better else value > baseline))
+    beats = bool(finite and (value < baseline - margin if lower_is_better else value > baseline + margin))
     out: dict[str, Any] = {"value": value, "baseline": baseline, "baseline_name": baseline_name, "beats_baseline": beats,
-                           "lower_is_better": lower_is_better}  # fmt: skip
+                           "lower_is_better": lower_is_better, "margin": float(margin)}  # fmt: skip
     if lower_is_better:
         out["ratio"] = value / baseline if finite and baseline > 0 else float("nan")
     if n is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling_geomeld.evaluation import compare, linear_probe
+from modeling_geomeld.evaluation import chance_margin, compare, linear_probe
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,11 @@ def test_compare_flags_and_ratios() -> None:
     recall = compare(0.2, 0.2, lower_is_better=False, baseline_name="chance")
     assert not recall["beats_baseline"] and "ratio" not in recall  # a tie does not beat
     assert not compare(float("nan"), 1.0, lower_is_better=True, baseline_name="x")["beats_baseline"]
+    # a margin: two binomial standard errors of chance on 24 pairs is 0.166 for R@5 (chance 5/24)
+    margin = chance_margin(5 / 24, 24)
+    assert np.isclose(margin, 2 * np.sqrt((5 / 24) * (19 / 24) / 24))
+    assert not compare(0.29, 5 / 24, lower_is_better=False, baseline_name="chance", margin=margin)["beats_baseline"]
+    assert compare(0.5, 5 / 24, lower_is_better=False, baseline_name="chance", margin=margin)["beats_baseline"]
 
 
 def test_linear_probe_against_the_majority_class() -> None:
