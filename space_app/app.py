@@ -446,7 +446,10 @@ def build_demo(service: RetrievalService) -> Any:
         caption = gr.Markdown(elem_id="caption")
         panels = gr.Gallery(label="Every modality", columns=5, height="auto", allow_preview=True, object_fit="contain", elem_id="modalities")
         legend = gr.HTML(elem_id="legend")
-        facts = gr.Dataframe(headers=["claim", "verdict", "fact", "why"], label="Caption claims checked against the sample's data", wrap=True, elem_id="facts")
+        facts = gr.Dataframe(
+            headers=["claim", "verdict", "fact", "why"], label="Caption claims checked against the sample's data", wrap=True,
+            column_widths=["24%", "18%", "30%", "28%"], elem_id="facts",
+        )  # fmt: skip
         location = gr.Image(label="Location", elem_id="map")
         gr.HTML(attribution_html(service.layers, info.corpora), elem_id="attribution")
 

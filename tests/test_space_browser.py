@@ -137,6 +137,8 @@ def test_the_space_in_chromium(browser: object, space_server: str, terramind_dir
     legend = page.locator("#legend").inner_text()
     assert "DEM elevation" in legend and "dB" in legend and "Sentinel-1 VV" in legend
     page.wait_for_function("document.querySelector('#facts').innerText.includes('supported')")
+    facts = page.evaluate(_TABLE_COLUMNS, "#facts")
+    assert [c["text"] for c in facts][:4] == ["claim", "verdict", "fact", "why"] and all(c["inside"] for c in facts[:4]), facts
     page.locator("#map img").wait_for(state="attached")
     page.locator("#map img").scroll_into_view_if_needed()
     page.wait_for_function("document.querySelector('#map img').complete && document.querySelector('#map img').naturalWidth > 300")
