@@ -1,10 +1,11 @@
-"""Benchmark the retrieval Space under load: latency of text -> image searches as a browser sees them.
+"""Benchmark the retrieval Space under load: latency of mixed requests as a browser sees them.
 
 Starts `geomeld serve` in its own process on loopback over a checkpoint, index and dataset (default: the
-outputs of `geomeld demo`), then runs the same search workload from 1 client (the baseline, measured in the
-same run) and from N concurrent clients (default 20), each making Q searches (default 10). A request is timed
-from the search call until every thumbnail of its gallery has been fetched (space_app/loadtest.py). Reports
-p50 / p95 / max latency, throughput and errors, and the p50 ratio of N clients to 1 client.
+outputs of `geomeld demo`), then runs the same mixed workload (text -> image searches with their thumbnails,
+sample panels, image -> text, and a mistake whose answer is the status message; space_app/loadtest.py)
+from 1 client (the baseline, measured in the same run) and from N concurrent clients (default 30), each
+making Q requests (default 10). Reports p50 / p95 / max latency, throughput and unexpected errors, and the
+p50 ratio of N clients to 1 client.
 
 Prints a table and writes JSON (default benchmarks/results/space.json).
 """
@@ -26,8 +27,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="outputs/demo/checkpoint", help="checkpoint folder (default: the demo's)")
     parser.add_argument("--index", default="outputs/demo/index", help="index folder (default: the demo's)")
     parser.add_argument("--dataset", default="outputs/demo/dataset", help="dataset folder (default: the demo's)")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default: 20)")
-    parser.add_argument("--queries", type=int, default=10, help="searches per client (default: 10)")
+    parser.add_argument("--clients", type=int, default=30, help="concurrent clients (default: 30)")
+    parser.add_argument("--queries", type=int, default=10, help="mixed requests per client (default: 10)")
     parser.add_argument("--k", type=int, default=None, help="results per search (default: min(8, collection size))")
     parser.add_argument("--out", default="benchmarks/results/space.json", help="JSON output")
     args = parser.parse_args()

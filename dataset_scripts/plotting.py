@@ -17,18 +17,65 @@ import numpy as np
 from modeling_geomeld.modalities import get_modality, reorder_bands
 
 
+def stretch_limits(band: np.ndarray, low: float = 2.0, high: float = 98.0) -> tuple[float, float] | None:
+    """The values a percentile stretch maps to 0 and 1 (what a colour bar of the picture must say), or None."""
+    finite = np.asarray(band, dtype=np.float32)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return None
+    lo, hi = np.percentile(finite, [low, high])
+    return float(lo), float(hi)
+
+
 def _stretch(x: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
     """Per-channel percentile stretch to 0..1, ignoring NaN."""
     x = x.astype(np.float32)
     out = np.zeros_like(x)
     for i in range(x.shape[0]):
-        band = x[i]
-        finite = band[np.isfinite(band)]
-        if finite.size == 0:
+        limits = stretch_limits(x[i], low, high)
+        if limits is None:
             continue
-        lo, hi = np.percentile(finite, [low, high])
-        out[i] = np.clip((band - lo) / max(hi - lo, 1e-6), 0, 1)
+        lo, hi = limits
+        out[i] = np.clip((x[i] - lo) / max(hi - lo, 1e-6), 0, 1)
     return np.nan_to_num(out)
+
+
+def sentinel1_channels(array: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
+    """The three channels of the S1 composite in dB by colour: red VV, green VH, blue VV - VH."""
+    vv_name = next((b for b in bands if b.startswith("VV")), None)
+    vh_name = next((b for b in bands if b.startswith("VH")), None)
+    if vv_name is None or vh_name is None:
+        raise ValueError(f"a Sentinel-1 composite needs VV and VH bands, got {list(bands)}")
+    vv, vh = (reorder_bands(array, bands, [n], modality="sentinel1")[0].astype(np.float32) for n in (vv_name, vh_name))
+    return {"VV": vv, "VH": vh, "VV − VH": vv - vh}
+
+
+def colour_scales(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """What each continuous picture's colours mean: name, unit, colour map or channel colour, value range.
+
+    The ranges are the ones the ``render_*`` functions stretch to, so a colour bar drawn from them is exact.
+    """
+    import matplotlib
+
+    def ramp(cmap: str, n: int = 7) -> list[str]:
+        return [matplotlib.colors.to_hex(matplotlib.colormaps[cmap](i / (n - 1))) for i in range(n)]
+
+    scales: list[dict[str, Any]] = []
+    if "dem" in arrays:
+        elev = reorder_bands(arrays["dem"], bands["dem"], ["elevation"], modality="dem")[0]
+        limits = stretch_limits(elev)
+        if limits:
+            scales.append({"name": "DEM elevation", "unit": "m", "colours": ramp("terrain"), "range": limits})
+    if "sentinel1" in arrays:
+        for (name, channel), colour in zip(sentinel1_channels(arrays["sentinel1"], bands["sentinel1"]).items(), ("#ff0000", "#00ff00", "#0000ff"), strict=True):
+            limits = stretch_limits(channel)
+            if limits:
+                scales.append({"name": f"Sentinel-1 {name}", "unit": "dB", "colours": ["#000000", colour], "range": limits})
+    if "canopy_height" in arrays:
+        scales.append({"name": "Canopy height", "unit": "m", "colours": ramp("YlGn"), "range": (0.0, 35.0)})
+    if "jrc_water" in arrays:
+        scales.append({"name": "JRC water occurrence", "unit": "%", "colours": ramp("Blues"), "range": (0.0, 100.0)})
+    return scales
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -47,12 +94,7 @@ def render_sentinel2(array: np.ndarray, bands: Sequence[str], composite: str = "
 
 def render_sentinel1(array: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """VV (red), VH (green), VV - VH (blue) in dB, a common SAR composite: water dark, vegetation green."""
-    vv_name = next((b for b in bands if b.startswith("VV")), None)
-    vh_name = next((b for b in bands if b.startswith("VH")), None)
-    if vv_name is None or vh_name is None:
-        raise ValueError(f"a Sentinel-1 composite needs VV and VH bands, got {list(bands)}")
-    vv, vh = (reorder_bands(array, bands, [n], modality="sentinel1")[0].astype(np.float32) for n in (vv_name, vh_name))
-    return _to_uint8(_stretch(np.stack([vv, vh, vv - vh])))
+    return _to_uint8(_stretch(np.stack(list(sentinel1_channels(array, bands).values()))))
 
 
 def hillshade(elevation: np.ndarray, gsd: float = 10.0, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:

@@ -215,3 +215,59 @@ def retrieval_recall(
     out.update(_recall_at(sim.T, text_to_image, ks, "text_to_image"))
     out["mR"] = float(np.mean(list(out.values())))
     return out
+
+
+# ------------------------------------------------------------------------------------ metric vs its baseline
+def chance_margin(rate: float, n: int, z: float = 2.0) -> float:
+    """``z`` binomial standard errors of a rate ``rate`` over ``n`` trials: how far above chance (or above the
+    majority class) a recall or an accuracy must be before it is more than luck on ``n`` held-out items."""
+    rate = min(max(float(rate), 0.0), 1.0)
+    return float(z * np.sqrt(rate * (1.0 - rate) / max(int(n), 1)))
+
+
+def compare(
+    value: float, baseline: float, *, lower_is_better: bool, baseline_name: str, n: int | None = None, unit: str = "",
+    margin: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
+    """One comparison of a metric with its baseline, as ``results.json`` lists it.
+
+    ``beats_baseline`` needs the value past the baseline by more than ``margin`` (absolute; a tie never
+    beats): pass ``chance_margin`` for rates on few items, a relative share of the baseline for losses.
+    Errors and losses (``lower_is_better``) also carry ``ratio`` = value / baseline (below 1 is better).
+    """
+    value, baseline = float(value), float(baseline)
+    finite = np.isfinite(value) and np.isfinite(baseline)
+    beats = bool(finite and (value < baseline - margin if lower_is_better else value > baseline + margin))
+    out: dict[str, Any] = {"value": value, "baseline": baseline, "baseline_name": baseline_name, "beats_baseline": beats,
+                           "lower_is_better": lower_is_better, "margin": float(margin)}  # fmt: skip
+    if lower_is_better:
+        out["ratio"] = value / baseline if finite and baseline > 0 else float("nan")
+    if n is not None:
+        out["n"] = int(n)
+    if unit:
+        out["unit"] = unit
+    return out
+
+
+def linear_probe(
+    train_x: Any, train_y: Any, test_x: Any, test_y: Any, l2: float = 1e-2
+) -> dict[str, float]:
+    """Accuracy of a ridge-regression one-vs-rest linear probe on frozen embeddings, and of the majority class.
+
+    The probe and the majority class are both fitted on the training rows only and scored on the test rows.
+    """
+    xtr, xte = np.asarray(train_x, dtype=np.float64), np.asarray(test_x, dtype=np.float64)
+    ytr, yte = np.asarray(train_y), np.asarray(test_y)
+    if len(xtr) != len(ytr) or len(xte) != len(yte) or not len(xtr) or not len(xte):
+        raise ValueError(f"expected matching, non-empty rows: train {len(xtr)}/{len(ytr)}, test {len(xte)}/{len(yte)}")
+    classes = np.unique(ytr)
+    mean, std = xtr.mean(0), xtr.std(0) + 1e-8
+    a, b = (xtr - mean) / std, (xte - mean) / std
+    a, b = np.hstack([a, np.ones((len(a), 1))]), np.hstack([b, np.ones((len(b), 1))])
+    targets = (ytr[:, None] == classes[None, :]).astype(np.float64) * 2 - 1
+    weights = np.linalg.solve(a.T @ a + l2 * len(a) * np.eye(a.shape[1]), a.T @ targets)
+    predicted = classes[np.argmax(b @ weights, axis=1)]
+    values, counts = np.unique(ytr, return_counts=True)
+    majority = values[np.argmax(counts)]
+    return {"accuracy": float(np.mean(predicted == yte)), "majority_accuracy": float(np.mean(yte == majority)),
+            "classes": len(classes), "train": len(ytr), "test": len(yte)}  # fmt: skip

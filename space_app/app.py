@@ -12,13 +12,16 @@ on a Hugging Face Space, where the three paths come from ``GEOMELD_CHECKPOINT``,
   modalities; returns the best captions and the most similar images.
 
 ``RetrievalService`` holds the logic and is what the tests call directly; ``build_demo`` only lays out the
-Blocks and turns ``ValueError`` into ``gr.Error`` so a bad query shows a message and the app keeps serving.
+Blocks and turns ``ValueError`` into a message in the one status area, so a bad query shows it once and
+the app keeps serving. A banner says which checkpoint is served and how it was trained (``about.py``),
+and whether it is only a pipeline check; the footer carries the data's attribution.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import sys
@@ -35,9 +38,17 @@ if __package__ in (None, ""):  # `python space_app/app.py` on a Space: make the 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "space_app"
 
+from space_app.about import attribution_html, read_model_info
 from space_app.index import SearchFilter
 from space_app.retrieval import Embedder, load_retrieval_index, weights_digest
-from space_app.uploads import MAX_UPLOAD_MB, PRODUCTS, UploadError, validate_upload
+from space_app.uploads import (
+    MAX_UPLOAD_MB,
+    PRODUCTS,
+    UploadError,
+    discard_upload,
+    product_modality,
+    validate_upload,
+)
 from space_app.views import (
     SampleStore,
     describe,
@@ -53,6 +64,7 @@ log = logging.getLogger("geomeld.space")
 ENV_VARS = {"checkpoint": "GEOMELD_CHECKPOINT", "index": "GEOMELD_INDEX", "dataset": "GEOMELD_DATASET"}
 DEFAULTS = {"checkpoint": "outputs/demo/checkpoint", "index": "outputs/demo/index", "dataset": "outputs/demo/dataset"}
 SUBSET_CHOICES = {"all inputs": None, "Sentinel-2 only": ("sentinel2",), "Sentinel-1 only": ("sentinel1",)}
+ERROR_MARK = "⚠️"
 SOURCES = ("selected sample", "uploaded GeoTIFF")
 MAX_K = 24
 MAX_QUERY_CHARS = 300
@@ -66,6 +78,20 @@ EXAMPLE_QUERIES = (
 CSS = """
 .geomeld-swatch { display:inline-flex; align-items:center; margin:0 10px 4px 0; font-size:0.85em; }
 .geomeld-swatch i { width:12px; height:12px; margin-right:4px; border:1px solid #0003; display:inline-block; }
+.geomeld-scale { display:flex; align-items:center; gap:6px; margin:0 0 4px 0; font-size:0.85em; flex-wrap:wrap; }
+.geomeld-scale i { width:160px; max-width:40vw; height:12px; border:1px solid #0003; display:inline-block; }
+/* gallery labels wrap under the picture instead of being cut with an ellipsis over it */
+#results .caption-label, #similar .caption-label, #modalities .caption-label { position:static; max-width:100%; white-space:normal;
+  overflow:visible; text-overflow:clip; opacity:1; border:none; }
+#results .thumbnail-item, #similar .thumbnail-item, #modalities .thumbnail-item { display:flex; flex-direction:column; height:auto; aspect-ratio:auto; }
+#results .thumbnail-item img, #similar .thumbnail-item img, #modalities .thumbnail-item img { aspect-ratio:1 / 1; height:auto; }
+/* the galleries grow with their rows: no inner scroll box that hides the last row */
+#results .grid-wrap, #similar .grid-wrap, #modalities .grid-wrap { height:auto !important; max-height:none !important; overflow:visible !important; }
+@media (max-width: 700px) {
+  #results .grid-container, #similar .grid-container, #modalities .grid-container { grid-template-columns:repeat(2, minmax(0, 1fr)) !important; }
+}
+#banner { border-left:4px solid #c77d00; padding-left:10px; }
+#attribution { font-size:0.8em; opacity:0.85; }
 """
 
 
@@ -107,6 +133,29 @@ def _parse_day(text: str, what: str) -> date | None:
         raise ValueError(f"{what} must be a date YYYY-MM-DD, found {text!r}") from None
 
 
+def check_lat_lon(lat: float, lon: float, what: str) -> None:
+    """``ValueError`` unless ``lat`` is a number within -90..90 and ``lon`` within -180..180 (NaN refused)."""
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        raise ValueError(f"{what}: expected finite numbers, found lat {lat}, lon {lon}")
+    if not -90.0 <= lat <= 90.0:
+        raise ValueError(f"{what}: expected a latitude within -90..90, found {lat}")
+    if not -180.0 <= lon <= 180.0:
+        raise ValueError(f"{what}: expected a longitude within -180..180, found {lon}")
+
+
+def input_choices(input_modalities: Sequence[str]) -> tuple[dict[str, tuple[str, ...] | None], dict[str, str]]:
+    """The modality subsets and upload products a model with these image inputs can embed.
+
+    "all inputs" always; a single-modality subset only when the model takes that modality and another one
+    (for a one-input model it is the same as "all inputs"); a product only when its modality is an input.
+    """
+    subsets: dict[str, tuple[str, ...] | None] = {"all inputs": None}
+    if len(input_modalities) > 1:
+        subsets.update({label: mods for label, mods in SUBSET_CHOICES.items() if mods and mods[0] in input_modalities})
+    products = {label: name for label, name in PRODUCTS.items() if product_modality(name) in input_modalities}
+    return subsets, products
+
+
 def make_filter(regions: Sequence[str] | None, bbox: str | None, date_from: str | None, date_to: str | None) -> SearchFilter | None:
     """The search filter of the UI's fields; ``ValueError`` names the field that is wrong."""
     box = None
@@ -118,7 +167,12 @@ def make_filter(regions: Sequence[str] | None, bbox: str | None, date_from: str 
             values = []
         if len(values) != 4:
             raise ValueError(f"bounding box must be four numbers min_lon,min_lat,max_lon,max_lat, found {bbox!r}")
-        box = (values[0], values[1], values[2], values[3])
+        min_lon, min_lat, max_lon, max_lat = values
+        check_lat_lon(min_lat, min_lon, "bounding box corner (min_lon, min_lat)")
+        check_lat_lon(max_lat, max_lon, "bounding box corner (max_lon, max_lat)")
+        if min_lat > max_lat:
+            raise ValueError(f"bounding box: expected min_lat <= max_lat, found {min_lat} > {max_lat}")
+        box = (min_lon, min_lat, max_lon, max_lat)
     start, end = _parse_day(date_from or "", "'from' date"), _parse_day(date_to or "", "'to' date")
     dates = None
     if start or end:
@@ -144,6 +198,9 @@ class RetrievalService:
         if missing:
             raise ValueError(f"the index holds tiles that are not in the dataset {dataset} (e.g. {missing[0]!r}); wrong --dataset?")
         self.size_px = self._grid_size()
+        self.model_info = read_model_info(checkpoint, self.embedder.input_modalities)
+        self.subsets, self.products = input_choices(self.embedder.input_modalities)
+        self.layers = self.store.modalities()
         rows = range(0, len(self.images), max(1, len(self.images) // MAP_POINTS))
         self.points = [
             (float(m["lat"]), float(m["lon"]))
@@ -227,7 +284,7 @@ class RetrievalService:
             "tile_id": tile_id,
             "caption": row.get("caption") or "(no caption)",
             "panels": panels,
-            "legend": legends_html(arrays),
+            "legend": legends_html(arrays, bands),
             "facts": verified_facts(row),
             "map": where,
             "metadata": {"lat": lat, "lon": lon, "date": row.get("datetime"), "place": meta.get("place"), "split": row.get("split")},
@@ -255,76 +312,111 @@ class RetrievalService:
 
 
 # ------------------------------------------------------------------------------------------------------ UI
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input becomes a message in the UI (``gr.Error``); anything else is logged and reported briefly."""
+QUERY_IMAGE_PX = 320
+
+
+def enlarge(image: np.ndarray, size: int = QUERY_IMAGE_PX) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor so a 64-128 px grid reads at ~``size`` px, pixels kept sharp."""
+    factor = max(1, size // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
+
+
+def user_message(err: BaseException) -> str | None:
+    """The message of a user's mistake (shown in the status area), or ``None`` for a fault of the Space."""
+    if isinstance(err, gr.Error):
+        return str(err.message)
+    if isinstance(err, KeyError):
+        return str(err.args[0]) if err.args else str(err)
+    if isinstance(err, (ValueError, UploadError)):
+        return str(err)
+    return None
+
+
+def _into_status(fn: Callable[..., tuple[Any, ...]], outputs: int) -> Callable[..., tuple[Any, ...]]:
+    """Run ``fn``; on failure leave its ``outputs`` data components as they are (``gr.skip()``) and put the
+    message into the one status area (the last output). No exception reaches Gradio, so no error toast
+    stacks up and no output panel shows an "Error" pill; the next success overwrites the message."""
+
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, KeyError, UploadError) as err:
-            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-            raise gr.Error(message, duration=15, print_exception=False) from None
         except Exception as err:
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"internal error ({type(err).__name__}); the server log has the details") from None
+            message = user_message(err)
+            if message is None:
+                log.exception("unexpected error in %s", fn.__name__)
+                message = f"internal error ({type(err).__name__}); the server log has the details"
+            return (*(gr.skip() for _ in range(outputs)), f"{ERROR_MARK} {message}")
 
     return wrapper
 
 
 def build_demo(service: RetrievalService) -> Any:
-    """The Blocks app over ``service``. API names: ``search``, ``sample``, ``image_to_text``."""
+    """The Blocks app over ``service``. API names: ``search``, ``sample``, ``image_to_text``.
+
+    Every event's last output is the status area at the top: a one-line summary of the last success, or the
+    message of the last mistake (starting with ``ERROR_MARK``).
+    """
 
     gr.set_static_paths([service.store.cache_dir])  # pictures are written once, atomically: serve them as they are
 
     def gallery_items(hits: Sequence[Hit], with_score: bool = True) -> list[tuple[str, str]]:
         return [(service.store.thumbnail(h.tile_id), describe(h.metadata, h.score if with_score else None)) for h in hits]
 
-    @_user_errors
     def search(query: str, k: float, regions: list[str] | None, bbox: str, date_from: str, date_to: str) -> tuple[Any, ...]:
         hits = service.search_text(query, int(k), regions, bbox, date_from, date_to)
         note = f"{len(hits)} matches for “{query.strip()}”." if hits else "No sample matches these filters; widen the region or dates."
         return gallery_items(hits), [h.tile_id for h in hits], note
 
-    @_user_errors
     def show(tile_id: str) -> tuple[Any, ...]:
         d = service.detail(tile_id)
         m = d["metadata"]
         caption = f"**{d['caption']}**\n\n`{d['tile_id']}` · {m.get('place') or ''} · {m.get('date') or ''} · split {m.get('split')}"
-        return d["tile_id"], caption, d["panels"], d["legend"], d["facts"], d["map"]
+        return d["tile_id"], caption, d["panels"], d["legend"], d["facts"], d["map"], f"Sample `{d['tile_id']}`."
 
     def on_select(tile_ids: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
         index = evt.index if isinstance(evt.index, int) else None
         if not tile_ids or index is None or not 0 <= index < len(tile_ids):
-            raise gr.Error("that result is no longer listed; search again")
+            raise ValueError("that result is no longer listed; search again")
         return show(tile_ids[index])
 
-    @_user_errors
     def to_text(source: str, upload: Any, product: str, subset: str, tile_id: str, k: float) -> tuple[Any, ...]:
-        modalities = SUBSET_CHOICES.get(subset)
+        if subset not in service.subsets:
+            raise ValueError(f"expected the modalities to be one of {', '.join(service.subsets)}, found {subset!r}")
+        modalities = service.subsets[subset]
         if source == SOURCES[1]:
             path = upload if isinstance(upload, str) else getattr(upload, "name", None)
             if not path:
                 raise ValueError("upload a Sentinel-2 or Sentinel-1 GeoTIFF first")
-            uploaded = validate_upload(path, PRODUCTS.get(product, product), size_px=service.size_px)
-            result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
-            query_image: np.ndarray | str = thumbnail(uploaded.arrays, uploaded.bands)
+            try:
+                if product not in service.products:
+                    raise ValueError(f"this model takes {', '.join(service.products)} uploads, found {product!r}")
+                uploaded = validate_upload(path, service.products[product], size_px=service.size_px)
+                result = service.image_to_text(sample=uploaded.as_sample(), modalities=modalities, k=int(k))
+                query_image = enlarge(thumbnail(uploaded.arrays, uploaded.bands))
+            finally:
+                discard_upload(path)  # used once: never kept on the server, good or bad
             where = f"{uploaded.name}: aligned onto a {service.size_px} x {service.size_px} grid at 10 m around {uploaded.metadata['lat']:.4f}, {uploaded.metadata['lon']:.4f}"
         else:
             result = service.image_to_text(tile_id=(tile_id or "").strip(), modalities=modalities, k=int(k))
-            query_image = service.store.thumbnail(tile_id.strip())
-            where = f"sample {tile_id.strip()}"
-        rows = [[i + 1, round(h.score, 4), h.metadata.get("caption", ""), h.tile_id] for i, h in enumerate(result["captions"])]
-        return rows, gallery_items(result["similar"]), query_image, f"Query: {where} ({subset})."
+            from PIL import Image
 
-    with gr.Blocks(title="GeoMeld retrieval") as demo:
+            with Image.open(service.store.thumbnail(tile_id.strip())) as picture:
+                query_image = enlarge(np.asarray(picture.convert("RGB")))
+            where = f"sample {tile_id.strip()}"
+        rows = [[i + 1, round(h.score, 3), h.metadata.get("caption", ""), h.tile_id] for i, h in enumerate(result["captions"])]
+        return rows, gallery_items(result["similar"]), query_image, None, f"Query: {where} ({subset})."
+
+    info = service.model_info
+    with gr.Blocks(title="GeoMeld retrieval", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# GeoMeld: image ↔ text retrieval over aligned multimodal Earth observation\n" + service.summary())
+        gr.Markdown(info.banner_markdown(), elem_id="banner")
+        status = gr.Markdown(elem_id="status")
         result_ids = gr.State([])
         with gr.Tab("Text → image"):
             with gr.Row():
-                query = gr.Textbox(label="Describe a place", placeholder="e.g. a river winding through forest", scale=4, elem_id="query")
-                k = gr.Slider(1, MAX_K, value=8, step=1, label="results", scale=1)
+                query = gr.Textbox(label="Describe a place", placeholder="e.g. a river winding through forest", scale=4, min_width=260, elem_id="query")
+                k = gr.Slider(1, MAX_K, value=8, step=1, label="results", scale=1, min_width=160)
             with gr.Accordion("Filters: region and date", open=False), gr.Row():
                 regions = gr.Dropdown(choices=service.regions(), multiselect=True, label="Region (country)")
                 bbox = gr.Textbox(label="Bounding box: min_lon, min_lat, max_lon, max_lat", placeholder="-90, 40, -70, 60")
@@ -332,39 +424,46 @@ def build_demo(service: RetrievalService) -> Any:
                 date_to = gr.Textbox(label="To (YYYY-MM-DD)")
             search_button = gr.Button("Search", variant="primary", elem_id="search")
             gr.Examples(examples=[[q] for q in service.example_queries()], inputs=[query], label="Examples")
-            status = gr.Markdown(elem_id="status")
-            gallery = gr.Gallery(label="Top matches (score · place · date)", columns=4, height="auto", allow_preview=False, elem_id="results")
+            gallery = gr.Gallery(label="Top matches (score · place · date)", columns=4, height="auto", allow_preview=False, object_fit="contain", elem_id="results")
         with gr.Tab("Image → text"):
             with gr.Row():
-                source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Query with")
-                subset = gr.Radio(list(SUBSET_CHOICES), value="all inputs", label="Modalities to embed")
-                k_text = gr.Slider(1, MAX_K, value=5, step=1, label="results")
+                source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Query with", min_width=200)
+                subset = gr.Radio(list(service.subsets), value="all inputs", label="Modalities to embed", min_width=200)
+                k_text = gr.Slider(1, MAX_K, value=5, step=1, label="results", min_width=160)
             with gr.Row():
-                upload = gr.File(label=f"GeoTIFF upload (Sentinel-2 or Sentinel-1, at most {MAX_UPLOAD_MB} MB)", elem_id="upload")
-                product = gr.Dropdown(list(PRODUCTS), value="Sentinel-2 L2A", label="Product of the upload")
+                upload = gr.File(label=f"GeoTIFF upload ({' or '.join(service.products)}, at most {MAX_UPLOAD_MB} MB)", elem_id="upload", min_width=260)
+                product = gr.Dropdown(list(service.products), value=next(iter(service.products), None), label="Product of the upload", min_width=200)
             to_text_button = gr.Button("Find captions and similar images", variant="primary", elem_id="to-text")
-            to_text_status = gr.Markdown(elem_id="to-text-status")
-            with gr.Row():
-                query_image = gr.Image(label="Query image (true colour)", height=220, elem_id="query-image")
-                captions = gr.Dataframe(headers=["rank", "score", "caption", "tile"], label="Best captions", wrap=True, elem_id="captions")
-            similar = gr.Gallery(label="Most similar images", columns=5, height="auto", allow_preview=False, elem_id="similar")
+            with gr.Row(equal_height=False):
+                query_image = gr.Image(label="Query image (true colour)", height=320, min_width=300, scale=1, elem_id="query-image")
+                captions = gr.Dataframe(
+                    headers=["#", "score", "caption", "tile"], label="Best captions (by rank)", wrap=True, scale=2, min_width=320,
+                    column_widths=["8%", "17%", "47%", "28%"], elem_id="captions",
+                )  # fmt: skip
+            similar = gr.Gallery(label="Most similar images", columns=5, height="auto", allow_preview=False, object_fit="contain", elem_id="similar")
         gr.Markdown("## Selected sample")
         selected = gr.Textbox(label="Tile id (select a result, or type one and press Enter)", elem_id="selected")
         caption = gr.Markdown(elem_id="caption")
-        panels = gr.Gallery(label="Every modality", columns=5, height="auto", allow_preview=True, elem_id="modalities")
+        panels = gr.Gallery(label="Every modality", columns=5, height="auto", allow_preview=True, object_fit="contain", elem_id="modalities")
         legend = gr.HTML(elem_id="legend")
-        facts = gr.Dataframe(headers=["claim", "verdict", "fact", "why"], label="Caption claims checked against the sample's data", wrap=True, elem_id="facts")
+        facts = gr.Dataframe(
+            headers=["claim", "verdict", "fact", "why"], label="Caption claims checked against the sample's data", wrap=True,
+            column_widths=["24%", "18%", "30%", "28%"], elem_id="facts",
+        )  # fmt: skip
         location = gr.Image(label="Location", elem_id="map")
+        gr.HTML(attribution_html(service.layers, info.corpora), elem_id="attribution")
 
-        detail_outputs = [selected, caption, panels, legend, facts, location]
+        detail_outputs = [selected, caption, panels, legend, facts, location, status]
         search_inputs = [query, k, regions, bbox, date_from, date_to]
-        search_button.click(search, search_inputs, [gallery, result_ids, status], api_name="search")
-        query.submit(search, search_inputs, [gallery, result_ids, status], api_visibility="private")
-        gallery.select(on_select, [result_ids], detail_outputs, api_visibility="private")
-        selected.submit(show, [selected], detail_outputs, api_name="sample")
+        search_outputs = [gallery, result_ids, status]
+        search_button.click(_into_status(search, 2), search_inputs, search_outputs, api_name="search")
+        query.submit(_into_status(search, 2), search_inputs, search_outputs, api_visibility="private")
+        gallery.select(_into_status(on_select, 6), [result_ids], detail_outputs, api_visibility="private")
+        selected.submit(_into_status(show, 6), [selected], detail_outputs, api_name="sample")
         to_text_button.click(
-            to_text, [source, upload, product, subset, selected, k_text], [captions, similar, query_image, to_text_status], api_name="image_to_text"
-        )
+            _into_status(to_text, 4), [source, upload, product, subset, selected, k_text], [captions, similar, query_image, upload, status],
+            api_name="image_to_text",
+        )  # fmt: skip
     return demo
 
 

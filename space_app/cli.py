@@ -55,6 +55,18 @@ def register(subparsers: Any) -> None:
     s.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     s.set_defaults(func=run_serve)
 
+    b = subparsers.add_parser(
+        "space-bundle",
+        help="write a folder that deploys as a Hugging Face Space as it is (code, requirements, data)",
+        description="Copy the app, the geomeld code it imports, requirements.txt (registry packages only), the Space card "
+        "and the checkpoint/index/dataset (default: the demo's) into OUT; push OUT to a Space repository.",
+    )
+    b.add_argument("--out", required=True, help="new or empty folder to write")
+    b.add_argument("--checkpoint", default=DEMO_CHECKPOINT, help=f"checkpoint folder (default: {DEMO_CHECKPOINT})")
+    b.add_argument("--index", default=DEMO_INDEX, help=f"index folder (default: {DEMO_INDEX})")
+    b.add_argument("--dataset", default=DEMO_DATASET, help=f"dataset folder (default: {DEMO_DATASET})")
+    b.set_defaults(func=run_bundle)
+
 
 def _model_and_data(parser: argparse.ArgumentParser) -> None:
     """The options `index` and `eval-retrieval` share: what to embed, with which model, how."""
@@ -127,4 +139,20 @@ def run_serve(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
     launch(checkpoint, index, dataset, host=args.host, port=args.port)
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    from dataset_scripts.errors import UsageError
+
+    from .bundle import bundle_space
+
+    for name in ("checkpoint", "index", "dataset"):
+        if not Path(getattr(args, name)).is_dir():
+            raise UsageError(f"expected a {name} folder at {getattr(args, name)}, found none; run `geomeld demo` or pass --{name}")
+    try:
+        out = bundle_space(args.out, args.checkpoint, args.index, args.dataset)
+    except FileExistsError as err:
+        raise UsageError(str(err)) from None
+    print(f"Space bundle written to {out.resolve()}: push it to a Hugging Face Space repository")
     return 0

@@ -26,6 +26,35 @@ PRODUCTS = {
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
 
+def product_modality(product: str) -> str:
+    """The registry modality a product name belongs to (``sentinel2_l1c`` -> ``sentinel2``)."""
+    from modeling_geomeld.modalities import resolve
+
+    return resolve(product)[0].name
+
+
+def discard_upload(path: str | Path | None, upload_root: str | Path | None = None) -> bool:
+    """Delete an uploaded file, and its folder when that is left empty, once the Space has used it.
+
+    Only files inside Gradio's upload folder (``GRADIO_TEMP_DIR``) are touched: a path from anywhere else is
+    left alone. Returns whether a file was deleted.
+    """
+    if not path:
+        return False
+    if upload_root is None:
+        from gradio.utils import get_upload_folder
+
+        upload_root = get_upload_folder()
+    root, file = Path(upload_root).resolve(), Path(path).resolve()
+    if root not in file.parents or not file.is_file():
+        return False
+    file.unlink(missing_ok=True)
+    folder = file.parent
+    if folder != root and not any(folder.iterdir()):
+        folder.rmdir()
+    return True
+
+
 class UploadError(ValueError):
     """An upload the Space refuses; the message is shown to the user as is."""
 
@@ -89,6 +118,9 @@ def validate_upload(path: str | Path, product: str, size_px: int = 128) -> Uploa
         aligned = align(request, config)
     except QuarantineError as err:
         raise UploadError(_friendly(err, product).replace(str(file), file.name)) from None
+    lat, lon = aligned.metadata.get("lat"), aligned.metadata.get("lon")
+    if not (isinstance(lat, (int, float)) and isinstance(lon, (int, float)) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        raise UploadError(f"the upload's footprint has no valid centre: expected lat within -90..90 and lon within -180..180, found {lat}, {lon}")
     variant = aligned.metadata.get("s2_product")
     arrays, names = {}, {}
     for name, array in aligned.arrays.items():

@@ -80,6 +80,17 @@ class SampleStore:
     def tile_ids(self) -> list[str]:
         return list(self._where)
 
+    def modalities(self) -> list[str]:
+        """The registry layers that at least one sample of the dataset holds (for the attribution footer)."""
+        from modeling_geomeld.modalities import MODALITIES
+
+        present = []
+        for name in MODALITIES:
+            column = f"{name}_shape"
+            if any(column in t.column_names and t.data.column(column).null_count < len(t) for t in self.splits.values()):
+                present.append(name)
+        return present
+
     def picture(self, key: str, render: Callable[[], np.ndarray]) -> str:
         """The PNG file of ``key``, rendering it with ``render()`` the first time it is asked for."""
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:60]
@@ -134,12 +145,29 @@ def modality_panels(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequen
     return panels
 
 
-def legends_html(arrays: Mapping[str, np.ndarray]) -> str:
-    """Colour swatches and class names for every land-cover layer present (only classes that occur)."""
+def scales_html(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]]) -> str:
+    """A colour bar with its value range and unit for every continuous picture (DEM, S1 channels, ...)."""
+    from dataset_scripts.plotting import colour_scales
+
+    blocks = []
+    for scale in colour_scales(arrays, bands):
+        lo, hi = scale["range"]
+        gradient = ", ".join(scale["colours"])
+        blocks.append(
+            f'<div class="geomeld-scale"><b>{html.escape(scale["name"])}</b> '
+            f"<span>{lo:.1f}</span><i style=\"background:linear-gradient(to right, {gradient})\"></i>"
+            f"<span>{hi:.1f} {html.escape(scale['unit'])}</span></div>"
+        )
+    return "".join(blocks)
+
+
+def legends_html(arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Colour bars of the continuous layers, then swatches and class names for every land-cover layer present
+    (only classes that occur)."""
     from dataset_scripts.plotting import legend
     from modeling_geomeld.modalities import get_modality
 
-    blocks = []
+    blocks = [scales_html(arrays, bands)] if bands is not None else []
     for name, array in arrays.items():
         if not get_modality(name).is_categorical:
             continue
@@ -149,7 +177,9 @@ def legends_html(arrays: Mapping[str, np.ndarray]) -> str:
         )
         title = {"dynamic_world": "Dynamic World", "esa_worldcover": "ESA WorldCover"}.get(name, name)
         blocks.append(f"<div><b>{html.escape(title)}</b> {items}</div>")
-    return "".join(blocks) or "<div>No land-cover layer in this sample.</div>"
+    if not any(get_modality(name).is_categorical for name in arrays):
+        blocks.append("<div>No land-cover layer in this sample.</div>")
+    return "".join(blocks)
 
 
 def verified_facts(row: Mapping[str, Any]) -> list[list[str]]:
@@ -179,40 +209,52 @@ def _places() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 
 def location_map(lat: float, lon: float, others: Sequence[tuple[float, float]] = (), title: str = "") -> np.ndarray:
-    """A world view and a 3-degree close-up around (lat, lon): GeoNames places as dots, the sample as a star.
+    """A world view and a 3-degree close-up around (lat, lon) over Natural Earth coastlines and borders.
 
-    ``others`` (the other indexed samples) are drawn as small squares on the world view. Returns RGB uint8.
+    Three marker kinds that differ in shape and colour, named in a legend: this sample (red star with a
+    black edge), the other indexed samples (``others``, blue open triangles) and GeoNames populated places
+    (small grey dots, the six largest of the close-up named). Returns RGB uint8.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .basemap import draw_basemap
+
     plat, plon, pop, names = _places()
-    fig, (world, near) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90, gridspec_kw={"width_ratios": [1.9, 1]})
-    big = pop > 50_000
-    world.scatter(plon[big], plat[big], s=0.3, c="#7a8a99", linewidths=0)
+    fig, (world, near) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90, gridspec_kw={"width_ratios": [1.9, 1]})
+    draw_basemap(world, (-180, 180, -60, 80), step=6)
     if len(others):
         o = np.asarray(others, dtype=float)
-        world.scatter(o[:, 1], o[:, 0], s=8, marker="s", c="#2b7bb9", alpha=0.6, linewidths=0, label="indexed samples")
-    world.scatter([lon], [lat], s=140, marker="*", c="#d7191c", edgecolors="white", linewidths=0.6, label="this sample")
+        world.scatter(o[:, 1], o[:, 0], s=22, marker="^", facecolors="none", edgecolors="#1f5fbf", linewidths=0.9, label="indexed samples", zorder=3)
+    world.scatter([lon], [lat], s=170, marker="*", c="#d7191c", edgecolors="black", linewidths=0.6, label="this sample", zorder=4)
     world.set_xlim(-180, 180)
     world.set_ylim(-60, 80)
     world.set_aspect("equal")
-    world.set_title("world (dots: populated places, GeoNames)", fontsize=8)
-    world.legend(loc="lower left", fontsize=7, frameon=False)
+    world.set_title("world", fontsize=8)
+    world.legend(loc="lower left", fontsize=7, framealpha=0.85)
     window = 1.5
+    draw_basemap(near, (lon - window, lon + window, lat - window, lat + window))
     close = (np.abs(plat - lat) < window) & (np.abs(plon - lon) < window)
-    near.scatter(plon[close], plat[close], s=np.clip(np.sqrt(pop[close]) / 20, 1, 60), c="#7a8a99", linewidths=0)
+    near.scatter(plon[close], plat[close], s=np.clip(np.sqrt(pop[close]) / 25, 2, 40), c="#555555", marker="o", linewidths=0, label="populated places (GeoNames)", zorder=2)
     for i in np.flatnonzero(close)[np.argsort(-pop[close])][:6]:
-        near.annotate(names[i], (plon[i], plat[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    near.scatter([lon], [lat], s=200, marker="*", c="#d7191c", edgecolors="white", linewidths=0.6)
+        near.annotate(names[i], (plon[i], plat[i]), fontsize=7, xytext=(3, 3), textcoords="offset points", zorder=5)
+    if len(others):
+        o = np.asarray(others, dtype=float)
+        nearby = (np.abs(o[:, 0] - lat) < window) & (np.abs(o[:, 1] - lon) < window)
+        near.scatter(o[nearby, 1], o[nearby, 0], s=30, marker="^", facecolors="none", edgecolors="#1f5fbf", linewidths=0.9, zorder=3)
+    near.scatter([lon], [lat], s=220, marker="*", c="#d7191c", edgecolors="black", linewidths=0.6, zorder=4)
     near.set_xlim(lon - window, lon + window)
     near.set_ylim(lat - window, lat + window)
     near.set_aspect("equal")
-    near.set_title(f"{lat:.3f}, {lon:.3f}", fontsize=8)
+    near.set_title(f"{lat:.3f}°, {lon:.3f}°", fontsize=8)
+    near.legend(loc="lower left", fontsize=6, framealpha=0.85)
     for ax in (world, near):
         ax.tick_params(labelsize=6)
+        ax.set_xlabel("longitude (°)", fontsize=6)
+        ax.set_ylabel("latitude (°)", fontsize=6)
+    fig.text(0.01, 0.01, "Natural Earth (public domain) · places: GeoNames (CC-BY-4.0)", fontsize=6, color="#555555")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
