@@ -609,13 +609,15 @@ def _b10_offset(stack: np.ndarray, bands: Sequence[str]) -> RadiometricOffset:
 def harmonise_sentinel2(values: np.ndarray, offset: float) -> np.ndarray:
     """Sentinel-2 DN of any baseline -> offset-free reflectance x 10000: THE place the offset is removed.
 
-    ``values`` are float with NaN no-data. Pixels below the offset (negative reflectance, which products
-    before baseline 04.00 could not hold) become 1, the smallest valid DN of both baselines (0 is their
-    no-data), so both baselines share one range. Rounding keeps the values integral, ready for an integer
-    store.
+    ``values`` are float with NaN no-data. Pixels whose DN lies between 1 and the offset (negative
+    reflectance, which products before baseline 04.00 could not hold) become 1, the smallest valid DN of both
+    baselines (0 is their no-data), so both baselines share one range. Values below any DN a product can hold
+    (an untagged fill such as -32768) are left as they are, so the builder's value-range check still sees
+    and quarantines them. Rounding keeps the values integral, ready for an integer store.
     """
     out = np.rint(values.astype(np.float32, copy=False) - np.float32(offset))
-    np.maximum(out, np.float32(1.0), out=out, where=np.isfinite(out))
+    dark = np.isfinite(out) & (out < 1) & (out >= np.float32(1.0 - offset))
+    out[dark] = np.float32(1.0)
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from modeling_geomeld.modalities import MODALITIES
 
@@ -62,14 +63,22 @@ def _key(name: str, product: str | None) -> str:
     return f"sentinel2_{product}" if name == "sentinel2" and product else name
 
 
-def compute_stats(root: str | Path, max_samples: int = 10000, split: str | None = "train") -> dict[str, Any]:
-    """Statistics of the dataset at ``root`` over ``split`` (all shards when ``None`` or when it has none)."""
+def compute_stats(
+    root: str | Path, max_samples: int = 10000, split: str | None = "train", progress: bool = False
+) -> dict[str, Any]:
+    """Statistics of the dataset at ``root`` over ``split`` (all shards when ``None`` or when it has none);
+    ``progress`` shows a bar over the samples read."""
+    from tqdm.auto import tqdm
+
     root = Path(root)
+    shards = _shards(root, split)
+    total = min(max_samples, sum(pq.ParquetFile(p).metadata.num_rows for p in shards))
+    bar = tqdm(total=total, desc=f"statistics of {root.name}", unit="sample", disable=not progress)
     moments: dict[str, _Moments] = {}
     classes: dict[str, np.ndarray] = {}
     seen = 0
     columns = ["s2_product"] + [c for n in LAYERS for c in (n, f"{n}_shape", f"{n}_dtype", f"{n}_bands")]
-    for path in _shards(root, split):
+    for path in shards:
         for batch in iter_shard_batches(path, columns):  # page checksums verified; errors name file and tiles
             products = batch.column("s2_product").to_pylist()
             names = {n: batch.column(f"{n}_bands").to_pylist() for n in LAYERS}
@@ -77,12 +86,14 @@ def compute_stats(root: str | Path, max_samples: int = 10000, split: str | None 
                 if seen >= max_samples:
                     break
                 seen += 1
+                bar.update()
                 for name, array in arrays.items():
                     if MODALITIES[name].is_categorical:
                         counts = np.bincount(array.ravel(), minlength=256)
                         classes[name] = classes.get(name, np.zeros(256, dtype=np.int64)) + counts
                     else:
                         moments.setdefault(_key(name, products[i]), _Moments()).add(array, names[name][i])
+    bar.close()
     out: dict[str, Any] = {
         "samples": seen,
         "bands": {k: m.result() for k, m in sorted(moments.items())},
@@ -95,11 +106,13 @@ def compute_stats(root: str | Path, max_samples: int = 10000, split: str | None 
     return out
 
 
-def write_stats(root: str | Path, max_samples: int = 10000, split: str | None = "train") -> dict[str, Any]:
+def write_stats(
+    root: str | Path, max_samples: int = 10000, split: str | None = "train", progress: bool = False
+) -> dict[str, Any]:
     """Compute the statistics, write ``DIR/stats.json`` and refresh the card; returns the statistics."""
     from .card import write_card
 
-    stats = compute_stats(root, max_samples, split)
+    stats = compute_stats(root, max_samples, split, progress)
     path = Path(root) / "stats.json"
     path.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     write_card(root)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,48 +68,6 @@ def from_stats_json(table: Mapping[str, Any]) -> tuple[StatsTable, list[str]]:
     return out, skipped
 
 
-@contextmanager
-def _row_progress(total: int, desc: str, enabled: bool) -> Iterator[None]:
-    """A tqdm bar over the rows `dataset_scripts.stats.compute_stats` reads.
-
-    compute_stats takes no progress callback, so for the duration of the call its Parquet reader is
-    wrapped to count the record batches it hands out; nothing else changes.
-    """
-    from tqdm.auto import tqdm
-
-    from dataset_scripts import stats as ds_stats
-
-    original = ds_stats.pq
-    bar = tqdm(total=total, desc=desc, unit="sample", disable=not enabled)
-
-    class _CountingFile:
-        def __init__(self, path: Any, *args: Any, **kwargs: Any):
-            self._file = original.ParquetFile(path, *args, **kwargs)
-
-        def iter_batches(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            for batch in self._file.iter_batches(*args, **kwargs):
-                bar.update(min(batch.num_rows, max(total - bar.n, 0)))
-                yield batch
-
-    class _Reader:
-        ParquetFile = _CountingFile
-
-    ds_stats.pq = _Reader  # type: ignore[assignment,unused-ignore]
-    try:
-        yield
-    finally:
-        ds_stats.pq = original
-        bar.close()
-
-
-def _rows_to_read(root: Path, split: str | None, max_samples: int) -> int:
-    import pyarrow.parquet as pq
-
-    from dataset_scripts.stats import _shards
-
-    return min(max_samples, sum(pq.ParquetFile(p).metadata.num_rows for p in _shards(root, split)))
-
-
 def dataset_statistics(
     dataset: str | Path, *, compute: bool = True, progress: bool = True, max_samples: int = 10000
 ) -> Statistics:
@@ -130,18 +87,17 @@ def dataset_statistics(
         table = json.loads(path.read_text(encoding="utf-8"))
         how = "read from"
     elif compute:
-        total = _rows_to_read(root, "train", max_samples)
-        with _row_progress(total, f"statistics of {root.name}", progress):
-            try:
-                if int(os.environ.get("RANK", "0")) != 0:
-                    # other ranks of a distributed launch compute the same numbers; only rank 0 writes the
-                    # files (no process group exists yet to wait on)
-                    table, how = compute_stats(root, max_samples=max_samples, split="train"), "computed for"
-                else:
-                    table, how = write_stats(root, max_samples=max_samples, split="train"), "computed into"
-            except PermissionError:  # a read-only dataset: use the numbers, say they were not stored
-                table = compute_stats(root, max_samples=max_samples, split="train")
-                how = "computed (read-only folder, not written) for"
+        kwargs: dict[str, Any] = {"max_samples": max_samples, "split": "train", "progress": progress}
+        try:
+            if int(os.environ.get("RANK", "0")) != 0:
+                # other ranks of a distributed launch compute the same numbers; only rank 0 writes the
+                # files (no process group exists yet to wait on)
+                table, how = compute_stats(root, **kwargs), "computed for"
+            else:
+                table, how = write_stats(root, **kwargs), "computed into"
+        except PermissionError:  # a read-only dataset: use the numbers, say they were not stored
+            table = compute_stats(root, **kwargs)
+            how = "computed (read-only folder, not written) for"
     else:
         return Statistics({}, f"registry defaults ({path} absent)")
     stats, skipped = from_stats_json(table)
