@@ -20,11 +20,12 @@ SCHEMA = {
     "water": {"detected", "percentage", "source"},
     "terrain": {"elevation_min", "elevation_mean", "elevation_max", "relief", "slope_mean", "terrain_class", "geomorphon_fractions"},
     "canopy": {"height_mean", "height_p90", "cover_fraction"},
-    "sar": {"vv_mean_db", "vh_mean_db", "vv_minus_vh_db"},
+    "sar": {"vv_mean_db", "vh_mean_db", "vv_minus_vh_db", "vv_std_db", "water_fraction"},
+    "spectral_cover": {"snow", "water", "vegetation", "bare", "built", "other", "valid_fraction"},
     "place": {"country", "country_code", "region", "nearest_place", "distance_km"},
     "date": {"datetime", "month", "season", "s1_offset_days", "dynamic_world_offset_days"},
 }  # fmt: skip
-TOP = {*SCHEMA, "worldcover_fractions", "dynamic_world_fractions", "snow_fraction", "cloud_fraction"}
+TOP = {*SCHEMA, "worldcover_fractions", "dynamic_world_fractions", "snow_fraction", "cloud_fraction", "notes"}
 
 
 def _sample(terramind: Path, tile: str) -> AlignedSample:
