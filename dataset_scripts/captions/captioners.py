@@ -101,7 +101,7 @@ _NOUNS: dict[str, tuple[str, ...]] = {
     "built": ("buildings", "built-up land", "scattered houses"),
     "bare": ("bare ground", "bare soil", "exposed soil"),
     "snow": ("snow and ice", "snow", "snow cover"),
-    "vegetation": ("vegetation", "vegetated land", "plant cover"),
+    "vegetation": ("vegetation", "vegetated land"),
     "unvegetated": ("bare or built-up ground", "unvegetated ground"),
 }
 #: the groups the spectral classes measure directly (see the verifier's spectral ranges)

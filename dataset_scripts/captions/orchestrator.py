@@ -266,6 +266,7 @@ def build_fact_sheet(
     _date_facts(sheet, signals.get("date"), metadata)
     _place_facts(sheet, signals.get("place"), metadata)
     _coast_facts(sheet, layout)
+    _sar_water_facts(sheet)
     _osm_facts(sheet, metadata)
     if signals.get("spectral") is None and not sheet.product_layers():
         sheet.notes.append(
@@ -322,6 +323,27 @@ def _spectral_cover_facts(sheet: FactSheet, cover: Mapping[str, Any] | None) -> 
                 min(pct / 100.0, 1.0) if primary and name != "other" else 0.0,
             )
         )
+
+
+def _sar_water_facts(sheet: FactSheet) -> None:
+    """Radar-dark pixels as open water, only in a season without snow: dry and wet snow read dark too."""
+    dark = sheet.value("sar.dark_percentage")
+    if dark is None:
+        return
+    if sheet.value("date.season") in (None, "winter"):
+        # "none" (the tropics) has no snow season; an unknown date or winter may hide snow
+        sheet.notes.append("sar water: not used (winter or unknown date: snow is radar-dark like water)")
+        return
+    sheet.add(
+        Fact(
+            "sar.water_percentage",
+            dark,
+            "%",
+            "sentinel1",
+            "share of pixels with VV < -18 dB (no snow season)",
+            0.0,
+        )
+    )
 
 
 def _release_water_facts(sheet: FactSheet, metadata: Mapping[str, Any]) -> None:
@@ -589,7 +611,7 @@ def _sar_facts(sheet: FactSheet, sar: Mapping[str, Any] | None) -> None:
         pct = _fraction("sar.water_fraction", water)
         sheet.add(
             Fact(
-                "sar.water_percentage",
+                "sar.dark_percentage",
                 round(pct, 2),
                 "%",
                 "sentinel1",
