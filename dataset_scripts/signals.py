@@ -272,7 +272,9 @@ def _water(
         finite = np.isfinite(mndwi) & np.isfinite(refl["B08"])
         # snow shares MNDWI's signature (it is the same ratio as NDSI); water is dark in the NIR, snow is not
         water = (mndwi > 0) & ~_snow_mask(refl)
-        pct, source = (100.0 * float(water[finite].mean()) if finite.any() else 0.0), "mndwi"
+        if not finite.any():
+            return None  # no valid pixel measures anything: no water figure rather than 0 %
+        pct, source = 100.0 * float(water[finite].mean()), "mndwi"
     else:
         return None
     pct = round(min(max(pct, 0.0), 100.0), 2)
