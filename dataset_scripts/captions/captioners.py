@@ -297,21 +297,30 @@ class TemplateCaptioner:
         if lo >= 97:
             return rng.choice(
                 (f"{art.capitalize()} {land} lies under an unbroken blanket of {noun}",
-                 f"{noun.capitalize()} {verb('covers')} the entire tile, {art} {land}")
+                 f"{noun.capitalize()} {verb('covers')} the entire tile, {art} {land}",
+                 f"An unbroken expanse of {noun} fills this {land}",
+                 f"Nothing but {noun} across this {land}")
             )  # fmt: skip
         if lo >= 40:
             return rng.choice(
                 (f"{noun.capitalize()} {verb('covers')} most of this {land}",
                  f"{art.capitalize()} {land} given over mainly to {noun}",
-                 f"Across this {land}, {noun} {verb('dominates')} the view")
+                 f"Across this {land}, {noun} {verb('dominates')} the view",
+                 f"Mostly {noun}, this {land} is {_short(group)} for the most part",
+                 f"{noun.capitalize()} {verb('fills')} most of {art} {land}")
             )  # fmt: skip
         if hi - lo <= SPECTRAL_NUMBER_WIDTH and lo >= 3:
-            return (
-                f"{noun.capitalize()} {verb('takes')} up {share_phrase((lo + hi) / 2, rng)} of {art} {land}"
-            )
+            share = share_phrase((lo + hi) / 2, rng)
+            return rng.choice(
+                (f"{noun.capitalize()} {verb('takes')} up {share} of {art} {land}",
+                 f"{share.capitalize()} of this {land} is {noun}",
+                 f"On this {land}, {noun} {verb('accounts')} for {share} of the ground")
+            )  # fmt: skip
         if lo >= 15:
             return rng.choice(
-                (f"Extensive {noun} {verb('spreads')} over this {land}", f"A large expanse of {noun} on {art} {land}")
+                (f"Extensive {noun} {verb('spreads')} over this {land}",
+                 f"A large expanse of {noun} on {art} {land}",
+                 f"Broad stretches of {noun} across {art} {land}")
             )  # fmt: skip
         return None
 
@@ -330,7 +339,8 @@ class TemplateCaptioner:
                 pieces.append(f"extensive {noun}")
         if not pieces:
             return ""
-        return rng.choice(("with ", "alongside ", "mixed with ")) + " and ".join(pieces)
+        connectors = ("with ", "alongside ", "mixed with ", "broken by ", "interspersed with ", "beside ")
+        return rng.choice(connectors) + " and ".join(pieces)
 
     def _secondary(
         self, sheet: FactSheet, lead: str, groups: list[tuple[str, float]], rng: random.Random
@@ -457,7 +467,9 @@ def _osm_phrase(sheet: FactSheet, rng: random.Random) -> str:
     if not found:
         return ""
     noun = _OSM_NOUNS[rng.choice(found)]
-    return rng.choice((f"with {noun} nearby", f"close to {noun}", f"with {noun} in the area"))
+    return rng.choice(
+        (f"with {noun} nearby", f"close to {noun}", f"with {noun} in the area", f"not far from {noun}")
+    )
 
 
 def _radar_phrase(sheet: FactSheet, rng: random.Random) -> str:
@@ -493,6 +505,8 @@ def _verb(noun: str, verb: str) -> str:
 
 def _short(group: str) -> str:
     return {
+        "vegetation": "vegetated",
+        "unvegetated": "unvegetated",
         "water": "water",
         "trees": "forest",
         "open_vegetation": "grassland",
