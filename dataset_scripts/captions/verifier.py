@@ -47,6 +47,22 @@ Tolerances (a claim inside its band is *supported*, outside the wider band *cont
   country, continent or region is contradicted; "near <nearest place>" needs it within 50 km
   (contradicted beyond 100 km). Latitude words: tropical |lat| < 23.5, subarctic/boreal 50-70,
   arctic >= 66, temperate in between; coordinates within 0.5 degrees.
+* spectral cover (``cover.spectral.*``, Sentinel-2 index classes, used where no product is present and as
+  extra support where one is): a claim is judged over the whole range of shares the indices allow a group
+  and gets a verdict only where it holds (or fails) over all of it. ``vegetation`` spans [vegetation,
+  vegetation + other], bare + built ("bare or built-up ground") [bare + built, + other]; water and snow are
+  exact; trees, grassland, crops and wetland are bounded above by vegetation + other only (the indices see
+  vegetation, not its kind), bare and built each by bare + built + other (NDBI is positive on dry soil).
+  The share tolerances are those of the land-cover products above.
+* radar texture: "uniform" needs the VV standard deviation <= 3 dB (contradicted above 4 dB), "varied"
+  >= 4 dB (contradicted below 3 dB); "smooth surface" reads as radar-dark, "rough surface" as bright. Water
+  from radar (VV < -18 dB) is a water source only where nothing optical measures water, and only outside
+  winter (dry and wet snow are radar-dark too).
+* geomorphon class without a DEM (the release's ``terrain_class``): it supports landform words of its own
+  class; a flat majority contradicts landform words and "mountainous" and supports "flat"/"gentle".
+* OSM features (:data:`.lexicon.OSM_FEATURES`, read before land cover: a solar farm is not farmland):
+  supported by a matching tag at any scale; contradicted when the release listed tags for the sample and
+  none shows the feature; unverifiable without tags (or an empty list).
 * a word preceded by a negation, also across a list ("no hills", "without trees, water or buildings"),
   takes the opposite verdict.
 * qualifiers attach to the nearest land-cover word, counted in words; reaching back over "and", "or" or a
@@ -1018,10 +1034,11 @@ class Verifier:
         std = self.sheet.value("sar.vv_std_db")
         if std is None:
             return Claim(text, "radar_texture", UNVERIFIABLE, None, "no Sentinel-1")
-        if which == "uniform":
-            verdict = SUPPORTED if std <= 3.0 else CONTRADICTED if std > 4.0 else UNVERIFIABLE
-        else:
-            verdict = SUPPORTED if std >= 4.0 else CONTRADICTED if std < 3.0 else UNVERIFIABLE
+        # uniform: speckle alone (<= 3 dB); varied: a mixture of surfaces (>= 4 dB); the gap is undecided
+        uniform = std <= 3.0
+        verdict = _banded(
+            uniform if which == "uniform" else std >= 4.0, std > 4.0 if which == "uniform" else uniform
+        )
         return Claim(
             text, "radar_texture", verdict, f"sar.vv_std_db = {std:g} dB", f"'{which}' VV spread band"
         )
@@ -1081,6 +1098,11 @@ class Verifier:
         return Claim(
             text, "latitude", SUPPORTED if ok else CONTRADICTED, f"place.lat = {lat:g}", f"'{zone}' zone"
         )
+
+
+def _banded(supported: bool, contradicted: bool) -> Verdict:
+    """A verdict from a supporting and a contradicting band with a gap between them."""
+    return SUPPORTED if supported else CONTRADICTED if contradicted else UNVERIFIABLE
 
 
 def _names_pattern(names: Iterable[str]) -> re.Pattern[str]:
