@@ -66,3 +66,19 @@ def test_tags_become_facts_the_verifier_reads() -> None:
     # the feature words are read before land cover: a solar farm is not farmland
     solar = Verifier(build_fact_sheet("s", signals, {"osm_tags": {"plant:source": "solar"}}))
     assert [c.kind for c in solar.verify("A solar farm in Italy.").claims] == ["place", "osm"]
+
+
+def test_dataset_rows_carry_the_writers_osm_tags_column_into_the_metadata() -> None:
+    from dataset_scripts.captions.dataset_io import row_to_sample
+
+    tags = json.dumps({"1km": ["leisure=marina"]})
+    row = row_to_sample({"tile_id": "t", "signals": "{}", "metadata": "{}", "lat": 43.7, "osm_tags": tags})
+    assert row.metadata["osm_tags"] == tags
+    sheet = build_fact_sheet(row.tile_id, row.signals, row.metadata)
+    assert sheet.value("osm.tag.leisure=marina") is True
+    absent = row_to_sample(
+        {"tile_id": "u", "signals": "{}", "metadata": "{}"}
+    )  # a dataset built before the column
+    assert "osm_tags" not in absent.metadata and not build_fact_sheet("u", {}, absent.metadata).with_prefix(
+        "osm."
+    )
