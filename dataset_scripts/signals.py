@@ -18,7 +18,20 @@ absent is ``None``; the captioning code is written against this schema):
 * ``terrain``: elevation min/mean/max, relief, mean slope (m, degrees), the majority geomorphon landform
   and the landform fractions (:func:`geomorphons`).
 * ``canopy``: mean and 90th percentile canopy height, and cover fraction (height >= 5 m, the FAO tree height).
-* ``sar``: VV and VH means in dB (averaged in linear power, then converted) and their difference.
+* ``sar``: VV and VH means in dB (averaged in linear power, then converted) and their difference; the
+  standard deviation of VV in dB over the tile (``vv_std_db``, texture: speckle alone gives about
+  1.5-2.5 dB on an RTC product at 10 m, mixed surfaces more) and ``water_fraction``, the share of
+  pixels with VV < :data:`SAR_WATER_VV_DB` dB (smooth open water reflects the pulse away; -18 dB is the
+  usual fixed threshold for calm water in C-band VV, e.g. Twele et al. 2016 use about -18 to -20 dB).
+* ``notes``: why a group is missing where its layer exists but cannot be used (all-NaN indices, ...).
+* ``spectral_cover``: fractions of the valid Sentinel-2 pixels in six disjoint spectral classes, each pixel
+  given the first that applies (:func:`spectral_cover`): ``snow`` (NDSI > 0.4 and NIR > 0.11, Hall et al.
+  1995), ``water`` (MNDWI > 0, Xu 2006), ``vegetation`` (NDVI >= 0.3: bare soil reads 0.05-0.2 and sparse
+  cover 0.2-0.3, Tucker 1979 / the USGS NDVI ranges), ``bare`` (NDVI < 0.2 and BSI > 0, Rikimaru et al.
+  2002), ``built`` (NDVI < 0.2 and NDBI > 0, Zha et al. 2003) and ``other`` (the rest: 0.2 <= NDVI < 0.3,
+  or dark unvegetated pixels), plus ``valid_fraction``. NDBI is also positive on dry bare soil, so the two
+  unvegetated classes are told apart only by the order (BSI first); captions therefore treat bare + built
+  as one measured share (see the verifier). ``None`` with a note when no optical layer or no valid pixel.
 * ``snow_fraction``: Dynamic World's snow class, else Sentinel-2 NDSI > 0.4 with NIR > 0.11 (Hall et al.).
 * ``cloud_fraction``: the aligner's footprint estimate (or the scene cover / 100 where metadata gave it).
 * ``place``: country, ISO code, region (first-level division) and nearest named place (GeoNames cities with
@@ -46,6 +59,13 @@ WATER_DETECTED_PERCENT = 0.5
 JRC_WATER_OCCURRENCE = 50.0
 TROPIC_LATITUDE = 23.44
 CANOPY_TREE_HEIGHT_M = 5.0
+#: spectral cover thresholds (literature values, see the module docstring)
+NDSI_SNOW, NIR_SNOW = 0.4, 0.11
+MNDWI_WATER = 0.0
+NDVI_VEGETATION, NDVI_UNVEGETATED = 0.3, 0.2
+BSI_BARE, NDBI_BUILT = 0.0, 0.0
+SPECTRAL_CLASSES = ("snow", "water", "vegetation", "bare", "built", "other")
+SAR_WATER_VV_DB = -18.0
 
 #: geomorphon landforms, in the order of their codes 1..10 (Jasiewicz & Stepinski 2013)
 LANDFORMS = (
@@ -150,11 +170,51 @@ def _reflectance(sample: AlignedSample) -> dict[str, np.ndarray] | None:
         if band is None:
             return None
         out[name] = (band - offset) / 10000.0
+    blue = _band(sample, "sentinel2", "B02")  # only the bare soil index needs it
+    if blue is not None:
+        out["B02"] = (blue - offset) / 10000.0
     return out
 
 
+def spectral_cover(refl: Mapping[str, np.ndarray]) -> tuple[dict[str, float] | None, str | None]:
+    """Fractions of six disjoint spectral classes over the valid pixels (rules in the module docstring).
+
+    Returns ``(fractions, None)`` or ``(None, reason)`` when no pixel has finite indices.
+    """
+    ndvi = _ratio(refl["B08"], refl["B04"])
+    mndwi = _ratio(refl["B03"], refl["B11"])
+    ndbi = _ratio(refl["B11"], refl["B08"])
+    valid = np.isfinite(ndvi) & np.isfinite(mndwi) & np.isfinite(ndbi)
+    if not valid.any():
+        return None, "spectral_cover: no pixel with finite NDVI, MNDWI and NDBI"
+    if "B02" in refl:
+        bsi = _ratio(refl["B11"] + refl["B04"], refl["B08"] + refl["B02"])
+    else:
+        bsi = np.full(ndvi.shape, np.nan)  # without blue no pixel is called bare; NDBI alone decides
+    with np.errstate(invalid="ignore"):
+        snow = (mndwi > NDSI_SNOW) & (refl["B08"] > NIR_SNOW)
+        water = ~snow & (mndwi > MNDWI_WATER)
+        free = valid & ~snow & ~water
+        vegetation = free & (ndvi >= NDVI_VEGETATION)
+        unvegetated = free & (ndvi < NDVI_UNVEGETATED)
+        bare = unvegetated & (bsi > BSI_BARE)
+        built = unvegetated & ~bare & (ndbi > NDBI_BUILT)
+    masks = {
+        "snow": snow & valid,
+        "water": water & valid,
+        "vegetation": vegetation,
+        "bare": bare,
+        "built": built,
+    }
+    total = int(valid.sum())
+    out = {name: round(float(mask.sum()) / total, 4) for name, mask in masks.items()}
+    out["other"] = round(max(0.0, 1.0 - sum(out.values())), 4)
+    out["valid_fraction"] = round(total / valid.size, 4)
+    return out, None
+
+
 def _spectral(refl: Mapping[str, np.ndarray] | None) -> dict[str, float | None] | None:
-    if refl is None:
+    if refl is None or not np.isfinite(_ratio(refl["B08"], refl["B04"])).any():
         return None
     ndvi = _ratio(refl["B08"], refl["B04"])
     finite = np.isfinite(ndvi)
@@ -212,7 +272,9 @@ def _water(
         finite = np.isfinite(mndwi) & np.isfinite(refl["B08"])
         # snow shares MNDWI's signature (it is the same ratio as NDSI); water is dark in the NIR, snow is not
         water = (mndwi > 0) & ~_snow_mask(refl)
-        pct, source = (100.0 * float(water[finite].mean()) if finite.any() else 0.0), "mndwi"
+        if not finite.any():
+            return None  # no valid pixel measures anything: no water figure rather than 0 %
+        pct, source = 100.0 * float(water[finite].mean()), "mndwi"
     else:
         return None
     pct = round(min(max(pct, 0.0), 100.0), 2)
@@ -273,12 +335,27 @@ def _db_mean(sample: AlignedSample, pol: str) -> float | None:
     return None
 
 
+def _vv_db(sample: AlignedSample) -> np.ndarray | None:
+    for name in ("VV", "VV_asc", "VV_des"):
+        band = _band(sample, "sentinel1", name)
+        if band is not None and np.isfinite(band).any():
+            return band[np.isfinite(band)]
+    return None
+
+
 def _sar(sample: AlignedSample) -> dict[str, float | None] | None:
     vv, vh = _db_mean(sample, "VV"), _db_mean(sample, "VH")
     if vv is None and vh is None:
         return None
     diff = round(vv - vh, 3) if vv is not None and vh is not None else None
-    return {"vv_mean_db": vv, "vh_mean_db": vh, "vv_minus_vh_db": diff}
+    pixels = _vv_db(sample)
+    return {
+        "vv_mean_db": vv,
+        "vh_mean_db": vh,
+        "vv_minus_vh_db": diff,
+        "vv_std_db": round(float(pixels.std()), 3) if pixels is not None else None,
+        "water_fraction": round(float((pixels < SAR_WATER_VV_DB).mean()), 4) if pixels is not None else None,
+    }
 
 
 def _snow(dw: Mapping[str, float] | None, refl: Mapping[str, np.ndarray] | None) -> float | None:
@@ -294,7 +371,8 @@ def _snow(dw: Mapping[str, float] | None, refl: Mapping[str, np.ndarray] | None)
 
 def _snow_mask(refl: Mapping[str, np.ndarray]) -> np.ndarray:
     """Snow pixels by Hall et al.'s rule: NDSI > 0.4 and NIR reflectance > 0.11 (water stays below it)."""
-    return (_ratio(refl["B03"], refl["B11"]) > 0.4) & (refl["B08"] > 0.11)
+    with np.errstate(invalid="ignore"):
+        return (_ratio(refl["B03"], refl["B11"]) > NDSI_SNOW) & (refl["B08"] > NIR_SNOW)
 
 
 def _cloud(metadata: Mapping[str, Any]) -> float | None:
@@ -369,8 +447,20 @@ def compute_signals(sample: AlignedSample) -> dict[str, Any]:
     refl = _reflectance(sample)
     fractions = {name: class_fractions(sample, name) for name in ("esa_worldcover", "dynamic_world")}
     lat, lon = sample.metadata.get("lat"), sample.metadata.get("lon")
+    notes: list[str] = []
+    cover = None
+    if refl is not None:
+        cover, reason = spectral_cover(refl)
+        if reason:
+            notes.append(reason)
+    elif "sentinel2" in sample.arrays:
+        notes.append("spectral: Sentinel-2 lacks one of B03, B04, B08, B11")
+    spectral = _spectral(refl)
+    if refl is not None and spectral is None:
+        notes.append("spectral: all indices are NaN (no valid Sentinel-2 pixel)")
     return {
-        "spectral": _spectral(refl),
+        "spectral": spectral,
+        "spectral_cover": cover,
         "worldcover_fractions": fractions["esa_worldcover"],
         "dynamic_world_fractions": fractions["dynamic_world"],
         "water": _water(sample, fractions, refl),
@@ -381,6 +471,7 @@ def compute_signals(sample: AlignedSample) -> dict[str, Any]:
         "cloud_fraction": _cloud(sample.metadata),
         "place": place(float(lat), float(lon)) if lat is not None and lon is not None else None,
         "date": _date(sample.metadata),
+        "notes": notes,
     }
 
 

@@ -20,11 +20,12 @@ SCHEMA = {
     "water": {"detected", "percentage", "source"},
     "terrain": {"elevation_min", "elevation_mean", "elevation_max", "relief", "slope_mean", "terrain_class", "geomorphon_fractions"},
     "canopy": {"height_mean", "height_p90", "cover_fraction"},
-    "sar": {"vv_mean_db", "vh_mean_db", "vv_minus_vh_db"},
+    "sar": {"vv_mean_db", "vh_mean_db", "vv_minus_vh_db", "vv_std_db", "water_fraction"},
+    "spectral_cover": {"snow", "water", "vegetation", "bare", "built", "other", "valid_fraction"},
     "place": {"country", "country_code", "region", "nearest_place", "distance_km"},
     "date": {"datetime", "month", "season", "s1_offset_days", "dynamic_world_offset_days"},
 }  # fmt: skip
-TOP = {*SCHEMA, "worldcover_fractions", "dynamic_world_fractions", "snow_fraction", "cloud_fraction"}
+TOP = {*SCHEMA, "worldcover_fractions", "dynamic_world_fractions", "snow_fraction", "cloud_fraction", "notes"}
 
 
 def _sample(terramind: Path, tile: str) -> AlignedSample:
@@ -101,7 +102,11 @@ def test_fallbacks_without_land_cover_layers() -> None:
     rng = np.random.default_rng(0)
     s2 = rng.uniform(500, 3000, (12, 32, 32)).astype(np.float32)
     names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-    s2[2, :, :16], s2[10, :, :16], s2[7, :, :16] = 800, 100, 300  # water on the left half: MNDWI > 0, dark NIR
+    s2[2, :, :16], s2[10, :, :16], s2[7, :, :16] = (
+        800,
+        100,
+        300,
+    )  # water on the left half: MNDWI > 0, dark NIR
     s2[2, :, 16:], s2[10, :, 16:] = 600, 2500  # land on the right half
     canopy = np.stack([np.full((32, 32), 12.0, dtype=np.float32), np.ones((32, 32), dtype=np.float32)])
     canopy[0, :8] = 1.0
@@ -165,3 +170,32 @@ def test_snow_is_not_water_without_land_cover(terramind_dir: Path) -> None:
     sig = compute_signals(sample)
     assert sig["water"]["source"] == "mndwi"
     assert sig["water"]["percentage"] < 5.0 and sig["snow_fraction"] > 0.9
+
+
+def test_spectral_cover_on_real_samples_agrees_with_the_land_cover_layer(signals: dict[str, dict]) -> None:
+    """Literature thresholds on real S2 L2A against the tiles' own LULC (Dynamic World classes)."""
+    hudson, denmark = signals["609U_541L_3_0"], signals["637U_59R_1_3"]
+    assert (
+        hudson["spectral_cover"]["snow"] > 0.95 and hudson["dynamic_world_fractions"]["snow and ice"] > 0.95
+    )
+    dw = denmark["dynamic_world_fractions"]
+    assert denmark["spectral_cover"]["vegetation"] > 0.9 and dw["crops"] + dw["grass"] + dw["trees"] > 0.9
+    for sig in signals.values():
+        cover = sig["spectral_cover"]
+        assert sum(
+            cover[k] for k in ("snow", "water", "vegetation", "bare", "built", "other")
+        ) == pytest.approx(1, abs=1e-3)
+        assert cover["valid_fraction"] == 1.0 and sig["notes"] == []
+        assert 0 <= sig["sar"]["water_fraction"] <= 1 and sig["sar"]["vv_std_db"] > 1.0  # speckle at least
+
+
+def test_all_nan_indices_leave_the_spectral_groups_empty_with_a_note() -> None:
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+    s2 = np.full((12, 16, 16), np.nan, dtype=np.float32)
+    sig = compute_signals(_sample_of({"sentinel2": s2}, {"sentinel2": names}))
+    assert sig["spectral"] is None and sig["spectral_cover"] is None
+    assert sig["water"] is None and sig["snow_fraction"] is None  # not 0 %: nothing was measured
+    assert any("no pixel with finite" in n for n in sig["notes"]) and any(
+        "all indices are NaN" in n for n in sig["notes"]
+    )
+    assert json.loads(json.dumps(sig, allow_nan=False)) == sig

@@ -11,8 +11,10 @@ p10, p90, NDWI, MNDWI, NDBI, NDSI means), ``worldcover_fractions`` / ``dynamic_w
 (registry class name -> fraction 0..1, or None), ``water`` (detected, percentage 0..100, source),
 ``terrain`` (elevation min/mean/max, relief, slope_mean, terrain_class, geomorphon_fractions, or None),
 ``canopy`` (height_mean, height_p90, cover_fraction, or None), ``sar`` (vv/vh means and difference in dB,
-or None), ``snow_fraction`` and ``cloud_fraction`` (0..1 or None), ``place`` (country, country_code,
-region, nearest_place, distance_km) and ``date`` (datetime, month, season, offsets).
+vv_std_db, water_fraction, or None), ``spectral_cover`` (snow, water, vegetation, bare, built, other,
+valid_fraction, or None), ``notes`` (why a group is missing), ``snow_fraction`` and ``cloud_fraction`` (0..1 or None), ``place`` (country, country_code,
+region, nearest_place, distance_km) and ``date`` (datetime, month, season, offsets). Sample metadata adds
+the release's ``osm_tags`` (:mod:`.osm`), ``terrain_class`` and ``water_detected`` / ``water_percentage``.
 """
 
 from .captioners import Candidate, HFCaptioner, OpenAICaptioner, TemplateCaptioner, make_captioner

@@ -101,7 +101,13 @@ _NOUNS: dict[str, tuple[str, ...]] = {
     "built": ("buildings", "built-up land", "scattered houses"),
     "bare": ("bare ground", "bare soil", "exposed soil"),
     "snow": ("snow and ice", "snow", "snow cover"),
+    "vegetation": ("vegetation", "vegetated land"),
+    "unvegetated": ("bare or built-up ground", "unvegetated ground"),
 }
+#: the groups the spectral classes measure directly (see the verifier's spectral ranges)
+_SPECTRAL_GROUPS = ("vegetation", "water", "snow", "unvegetated")
+#: an interval of spectral shares wider than this is described in words, not with a number
+SPECTRAL_NUMBER_WIDTH = 14.0
 _URBAN_NOUNS = ("built-up land", "urban land", "buildings and roads", "town streets and buildings")
 _TERRAIN_ADJ = {
     "flat": ("flat", "level", "flat, low-relief"),
@@ -166,11 +172,17 @@ class TemplateCaptioner:
         return out
 
     def caption(self, sheet: FactSheet, rng: random.Random) -> str:
-        groups = self._groups(sheet)
-        if not groups:
+        spectral = not sheet.product_layers() and bool(sheet.cover("spectral"))
+        groups = _spectral_groups(sheet) if spectral else self._groups(sheet)
+        lead = self._spectral_lead(sheet, groups, rng) if spectral and groups else None
+        if not groups or (spectral and lead is None):
             return self._terrain_only(sheet, rng)
-        first = self._lead(sheet, groups, rng)
-        rest = self._secondary(sheet, groups[0][0], groups[1:], rng)
+        if spectral:
+            first = lead or ""
+            rest = self._spectral_secondary(sheet, groups[1:], rng)
+        else:
+            first = self._lead(sheet, groups, rng)
+            rest = self._secondary(sheet, groups[0][0], groups[1:], rng)
         place, when, relief = self._context_bits(sheet, rng)
         if (
             (place or when)
@@ -193,6 +205,8 @@ class TemplateCaptioner:
         shares = [(g, concept_share(cover, g)) for g in _DISPLAY_GROUPS if g in GROUPS]
         if not cover and sheet.value("water.percentage") is not None:
             shares = [("water", float(sheet.value("water.percentage")))]
+        elif not cover and sheet.value("sar.water_percentage") is not None:
+            shares = [("water", float(sheet.value("sar.water_percentage")))]  # radar only: nothing optical
         return sorted([(g, s) for g, s in shares if s >= 3.0], key=lambda gs: (-gs[1], gs[0]))
 
     @staticmethod
@@ -205,7 +219,11 @@ class TemplateCaptioner:
             return rng.choice(("sand and bare ground", "bare ground", "sandy ground"))
         noun = rng.choice(_NOUNS[group])
         state = sheet.value("greenness.state")
-        if group in ("crops", "open_vegetation", "trees") and state == "lush" and rng.random() < 0.5:
+        if (
+            group in ("crops", "open_vegetation", "trees", "vegetation")
+            and state == "lush"
+            and rng.random() < 0.5
+        ):
             noun = f"{rng.choice(('green', 'lush'))} {noun}"
         elif group in ("crops", "open_vegetation") and state == "sparse" and rng.random() < 0.6:
             noun = f"{rng.choice(('dry', 'brown', 'parched'))} {noun}"
@@ -267,6 +285,63 @@ class TemplateCaptioner:
             )
         return rng.choice(options)
 
+    def _spectral_lead(
+        self, sheet: FactSheet, groups: list[tuple[str, float]], rng: random.Random
+    ) -> str | None:
+        """The lead clause from the spectral classes, in words that hold over their whole range."""
+        group, _ = groups[0]
+        lo, hi = _spectral_range(sheet, group)
+        noun = self._noun(sheet, group, lo, rng)
+        land = self._landscape(sheet, rng)
+        art, verb = _article(land), partial(_verb, noun)
+        if lo >= 97:
+            return rng.choice(
+                (f"{art.capitalize()} {land} lies under an unbroken blanket of {noun}",
+                 f"{noun.capitalize()} {verb('covers')} the entire tile, {art} {land}",
+                 f"An unbroken expanse of {noun} fills this {land}",
+                 f"Nothing but {noun} across this {land}")
+            )  # fmt: skip
+        if lo >= 40:
+            return rng.choice(
+                (f"{noun.capitalize()} {verb('covers')} most of this {land}",
+                 f"{art.capitalize()} {land} given over mainly to {noun}",
+                 f"Across this {land}, {noun} {verb('dominates')} the view",
+                 f"Mostly {noun}, this {land} is {_short(group)} for the most part",
+                 f"{noun.capitalize()} {verb('fills')} most of {art} {land}")
+            )  # fmt: skip
+        if hi - lo <= SPECTRAL_NUMBER_WIDTH and lo >= 3:
+            share = share_phrase((lo + hi) / 2, rng)
+            return rng.choice(
+                (f"{noun.capitalize()} {verb('takes')} up {share} of {art} {land}",
+                 f"{share.capitalize()} of this {land} is {noun}",
+                 f"On this {land}, {noun} {verb('accounts')} for {share} of the ground")
+            )  # fmt: skip
+        if lo >= 15:
+            return rng.choice(
+                (f"Extensive {noun} {verb('spreads')} over this {land}",
+                 f"A large expanse of {noun} on {art} {land}",
+                 f"Broad stretches of {noun} across {art} {land}")
+            )  # fmt: skip
+        return None
+
+    def _spectral_secondary(
+        self, sheet: FactSheet, groups: list[tuple[str, float]], rng: random.Random
+    ) -> str:
+        pieces = []
+        for group, _ in groups[:2]:
+            lo, hi = _spectral_range(sheet, group)
+            noun = self._noun(sheet, group, lo, rng)
+            if hi - lo <= SPECTRAL_NUMBER_WIDTH and lo >= 7.5:
+                pieces.append(f"{share_phrase((lo + hi) / 2, rng)} {noun}")
+            elif lo >= 0.5 and hi <= 45:
+                pieces.append(f"{rng.choice(('small patches of', 'scattered', 'pockets of'))} {noun}")
+            elif lo >= 15:
+                pieces.append(f"extensive {noun}")
+        if not pieces:
+            return ""
+        connectors = ("with ", "alongside ", "mixed with ", "broken by ", "interspersed with ", "beside ")
+        return rng.choice(connectors) + " and ".join(pieces)
+
     def _secondary(
         self, sheet: FactSheet, lead: str, groups: list[tuple[str, float]], rng: random.Random
     ) -> str:
@@ -320,6 +395,9 @@ class TemplateCaptioner:
         relief = sheet.value("terrain.relief")
         if relief is not None and rng.random() < 0.35:
             relief_bit = f"with about {int(max(5, 5 * round(relief / 5)))} m of relief"
+        extras = [b for b in (_osm_phrase(sheet, rng), _radar_phrase(sheet, rng)) if b]
+        if extras and not relief_bit and rng.random() < 0.7:
+            relief_bit = rng.choice(extras)
         return place, when, relief_bit
 
     @staticmethod
@@ -328,8 +406,10 @@ class TemplateCaptioner:
         if not bits:
             return ""
         style = rng.random()
-        if bits == [relief_bit]:
+        if bits == [relief_bit] and relief_bit.endswith(" of relief"):
             return f"The ground varies by {relief_bit.removeprefix('with ').removesuffix(' of relief')} across the tile."
+        if bits == [relief_bit]:
+            return f"The tile is seen {relief_bit}."
         if style < 0.4:
             return f"{rng.choice(('Seen', 'Captured', 'Imaged', 'Pictured', 'Observed'))} {', '.join(bits)}."
         if style < 0.65 and place:
@@ -344,6 +424,67 @@ class TemplateCaptioner:
         text = f"{_article(land).capitalize()} {land}" + (f" {elevation}" if elevation else "") + "."
         context = self._context(*self._context_bits(sheet, rng), rng)
         return f"{text} {context}".strip()
+
+
+def _spectral_range(sheet: FactSheet, group: str) -> tuple[float, float]:
+    """The (lo, hi) share the spectral classes give a directly measured group (the verifier's rule)."""
+    cover = sheet.cover("spectral")
+    other = cover.get("other", 0.0)
+    if group == "vegetation":
+        return cover.get("vegetation", 0.0), min(100.0, cover.get("vegetation", 0.0) + other)
+    if group == "unvegetated":
+        unveg = cover.get("bare", 0.0) + cover.get("built", 0.0)
+        return unveg, min(100.0, unveg + other)
+    return cover.get(group, 0.0), cover.get(group, 0.0)
+
+
+def _spectral_groups(sheet: FactSheet) -> list[tuple[str, float]]:
+    ranked = [(g, _spectral_range(sheet, g)) for g in _SPECTRAL_GROUPS]
+    return sorted([(g, lo) for g, (lo, hi) in ranked if hi >= 3.0], key=lambda gs: (-gs[1], gs[0]))
+
+
+#: OSM feature -> how a caption names it (a word of the verifier's OSM lexicon)
+_OSM_NOUNS = {
+    "solar farm": "a solar farm", "wind farm": "a wind farm", "marina": "a marina", "harbour": "a harbour",
+    "motorway": "a motorway", "railway": "a railway line", "airport": "an airfield", "golf course": "a golf course",
+    "quarry": "a quarry", "vineyard": "vineyards", "orchard": "orchards", "cemetery": "a cemetery",
+    "stadium": "a sports pitch", "power line": "a power line", "dam": "a dam", "canal": "a canal",
+    "bridge": "a bridge", "pier": "a pier", "lighthouse": "a lighthouse", "industrial area": "an industrial area",
+    "nature reserve": "a nature reserve",
+}  # fmt: skip
+
+
+def _osm_phrase(sheet: FactSheet, rng: random.Random) -> str:
+    """A tagged feature the verifier can check ("with a marina nearby"), or ""."""
+    from .lexicon import OSM_FEATURES
+
+    tags = {f.name.removeprefix("osm.tag.").partition("=")[::2] for f in sheet.with_prefix("osm.tag.")}
+    found = [
+        name
+        for _, name, wanted in OSM_FEATURES
+        if any((k, v) in wanted or (k, None) in wanted for k, v in tags)
+    ]
+    if not found:
+        return ""
+    noun = _OSM_NOUNS[rng.choice(found)]
+    return rng.choice(
+        (f"with {noun} nearby", f"close to {noun}", f"with {noun} in the area", f"not far from {noun}")
+    )
+
+
+def _radar_phrase(sheet: FactSheet, rng: random.Random) -> str:
+    """Radar character and texture in words the verifier checks, only where the measure is clear."""
+    vv, std = sheet.value("sar.vv_db"), sheet.value("sar.vv_std_db")
+    bits = []
+    if vv is not None and vv < -13:
+        bits.append(rng.choice(("low radar backscatter", "weak radar backscatter")))
+    elif vv is not None and vv > -9:
+        bits.append(rng.choice(("strong radar backscatter", "high radar backscatter")))
+    if std is not None and std <= 3.0:
+        bits.append("a uniform radar texture")
+    elif std is not None and std >= 4.0:
+        bits.append("a varied radar texture")
+    return f"with {' and '.join(bits)}" if bits else ""
 
 
 def _country_name(sheet: FactSheet) -> str | None:
@@ -364,6 +505,8 @@ def _verb(noun: str, verb: str) -> str:
 
 def _short(group: str) -> str:
     return {
+        "vegetation": "vegetated",
+        "unvegetated": "unvegetated",
         "water": "water",
         "trees": "forest",
         "open_vegetation": "grassland",

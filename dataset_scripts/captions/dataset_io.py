@@ -90,7 +90,8 @@ def row_to_sample(row: Mapping[str, Any], with_images: bool = False) -> DatasetR
         raise ValueError(f"expected a 'tile_id' column in the dataset, found columns {sorted(row)}")
     tile_id = str(row["tile_id"])
     metadata = _as_dict(row.get("metadata"), "metadata", tile_id)
-    for key in ("lat", "lon", "datetime"):
+    for key in ("lat", "lon", "datetime", "osm_tags"):
+        # osm_tags: the writer's JSON-text column (the release's tags), parsed by the orchestrator
         if row.get(key) is not None:
             metadata.setdefault(key, row[key])
     arrays = {}
@@ -107,7 +108,7 @@ def row_to_sample(row: Mapping[str, Any], with_images: bool = False) -> DatasetR
 def _columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    wanted = {"tile_id", "signals", "metadata", "lat", "lon", "datetime"}
+    wanted = {"tile_id", "signals", "metadata", "lat", "lon", "datetime", "osm_tags"}
     for layer in LAND_COVER_LAYERS:
         wanted |= {layer, f"{layer}_shape", f"{layer}_dtype"}
     return [n for n in pq.read_schema(path).names if n in wanted]

@@ -30,6 +30,11 @@ TOP_FACTS = 8
 def fact_topic(name: str) -> str:
     """The topic a fact belongs to, matched against :attr:`Claim.topic` by the coverage score."""
     parts = name.split(".")
+    if parts[0] == "cover" and parts[1] == "spectral":
+        # the spectral classes: vegetation of any kind, and bare + built as one measured share
+        return {"bare": "cover:unvegetated", "built": "cover:unvegetated"}.get(
+            parts[-1], f"cover:{parts[-1]}"
+        )
     if parts[0] == "cover":
         concept = parts[-1]
         group = next(
@@ -40,6 +45,7 @@ def fact_topic(name: str) -> str:
         "water.percentage": "cover:water",
         "water.detected": "cover:water",
         "snow.percentage": "cover:snow",
+        "sar.water_percentage": "cover:water",
         "water.coastal": "coast",
         "water.shoreline": "coast",
         "water.side": "coast",

@@ -60,12 +60,21 @@ GROUPS = MappingProxyType(
         "bare": frozenset({"bare"}),
         "snow": frozenset({"snow"}),
         "vegetation": VEGETATION_CONCEPTS,
+        "unvegetated": frozenset({"bare", "built"}),
     }
 )
+#: groups that are unions of other groups: never a competitor when asking which class is the largest
+AGGREGATE_GROUPS = frozenset({"vegetation", "unvegetated"})
 
 #: caption words (regular expressions, matched case-insensitively on word boundaries) -> claim group.
 #: Order matters only for overlaps: longer phrases are listed before their parts.
 GROUP_WORDS: tuple[tuple[str, str], ...] = (
+    # what the spectral indices measure without telling soil from roofs (NDBI is positive on both)
+    (
+        r"unvegetated(?: ground| land)?|non-vegetated(?: ground| land)?|bare or built-up (?:ground|land)|"
+        r"built-up or bare (?:ground|land)",
+        "unvegetated",
+    ),
     (r"flooded vegetation|wetlands?|marsh(?:es|land)?|swamps?|bogs?|mangroves?|fens?", "wetland"),
     (
         r"open water|water(?:s|body|bodies)?|lakes?|rivers?|streams?|ponds?|lagoons?|estuar(?:y|ies)|sea|ocean|"
@@ -197,7 +206,52 @@ SAR_WORDS: tuple[tuple[str, str], ...] = (
         r"radar-bright|bright (?:in|on) (?:the )?radar|high (?:radar )?backscatter|strong (?:radar )?backscatter",
         "bright",
     ),
+    # specular reflection: a smooth surface (calm water, tarmac) sends the pulse away and reads dark
+    (r"smooth(?:,? calm)? surfaces?|calm surfaces?|smooth (?:water|open water) surfaces?", "dark"),
+    (r"rough surfaces?|roughened surfaces?", "bright"),
 )
+#: radar texture words (the spread of VV backscatter over the tile) -> "uniform" or "varied"
+SAR_TEXTURE_WORDS: tuple[tuple[str, str], ...] = (
+    (r"(?:uniform|homogeneous|even|smooth) (?:radar |backscatter )?texture", "uniform"),
+    (r"(?:varied|heterogeneous|mixed|patchy|mottled) (?:radar |backscatter )?texture", "varied"),
+)
+
+#: features OpenStreetMap tags name and land-cover maps do not: caption words -> (feature, tags that show it).
+#: A tag is ``(key, value)``; ``value`` ``None`` accepts any value of the key. Order matters for overlaps.
+OSM_FEATURES: tuple[tuple[str, str, frozenset[tuple[str, str | None]]], ...] = (
+    (r"solar (?:farm|park|plant)s?|solar panels?|photovoltaic", "solar farm",
+     frozenset({("plant:source", "solar"), ("generator:source", "solar"), ("power", "solar")})),
+    (r"wind (?:farm|park)s?|wind turbines?", "wind farm",
+     frozenset({("generator:source", "wind"), ("plant:source", "wind")})),
+    (r"marinas?|yacht harbou?rs?", "marina", frozenset({("leisure", "marina")})),
+    (r"harbou?rs?|ports?|docks?", "harbour",
+     frozenset({("harbour", None), ("landuse", "port"), ("industrial", "port"), ("leisure", "marina"),
+                ("seamark:type", "harbour")})),
+    (r"motorways?|highways?|freeways?|expressways?", "motorway",
+     frozenset({("highway", "motorway"), ("highway", "trunk"), ("highway", "motorway_link")})),
+    (r"railways?|railroads?|rail lines?|railway lines?|train tracks?", "railway",
+     frozenset({("railway", "rail"), ("railway", None)})),
+    (r"airports?|airfields?|runways?|airstrips?", "airport",
+     frozenset({("aeroway", "aerodrome"), ("aeroway", "runway"), ("aeroway", None)})),
+    (r"golf courses?", "golf course", frozenset({("leisure", "golf_course"), ("golf", None)})),
+    (r"quarr(?:y|ies)|open-pit mines?|mines?", "quarry",
+     frozenset({("landuse", "quarry"), ("man_made", "mineshaft"), ("industrial", "mine")})),
+    (r"vineyards?", "vineyard", frozenset({("landuse", "vineyard")})),
+    (r"orchards?", "orchard", frozenset({("landuse", "orchard")})),
+    (r"cemeter(?:y|ies)|graveyards?", "cemetery", frozenset({("landuse", "cemetery"), ("amenity", "grave_yard")})),
+    (r"stadiums?|sports? pitch(?:es)?", "stadium", frozenset({("leisure", "stadium"), ("leisure", "pitch")})),
+    (r"power lines?|pylons?|transmission lines?", "power line",
+     frozenset({("power", "line"), ("power", "tower"), ("power", "minor_line")})),
+    (r"dams?|weirs?", "dam", frozenset({("waterway", "dam"), ("waterway", "weir"), ("man_made", "dyke")})),
+    (r"canals?", "canal", frozenset({("waterway", "canal")})),
+    (r"bridges?", "bridge", frozenset({("bridge", None), ("man_made", "bridge")})),
+    (r"piers?|jett(?:y|ies)", "pier", frozenset({("man_made", "pier"), ("man_made", "breakwater")})),
+    (r"lighthouses?", "lighthouse", frozenset({("man_made", "lighthouse")})),
+    (r"industrial (?:estate|park|zone|area)s?|factor(?:y|ies)", "industrial area",
+     frozenset({("landuse", "industrial"), ("man_made", "works")})),
+    (r"national parks?|nature reserves?|protected areas?", "nature reserve",
+     frozenset({("boundary", "national_park"), ("leisure", "nature_reserve"), ("boundary", "protected_area")})),
+)  # fmt: skip
 
 SEASONS: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
 SEASON_WORDS: tuple[tuple[str, str], ...] = (

@@ -25,6 +25,22 @@ Derived facts and their rules (all thresholds are module constants):
   the 90th percentile rather than the mean because water and snow pull the mean down on lush tiles.
 * ``sar.character``: dark if mean VV < -15 dB (smooth water, wet snow, calm surfaces), bright if
   > -7 dB (buildings, rough terrain), else moderate.
+* ``sar.texture``: uniform if the VV standard deviation over the tile is <= :data:`SAR_UNIFORM_STD_DB`
+  (speckle alone), varied from :data:`SAR_VARIED_STD_DB` (land and water, fields and towns), else mixed.
+  ``sar.water_percentage``: pixels with VV < -18 dB (calm open water); a water source only where no
+  optical or product water measure exists (dark tarmac, dry sand and radar shadow read dark too).
+
+Sources beyond the builder's signals:
+
+* ``cover.spectral.*``: the spectral classes of :func:`dataset_scripts.signals.spectral_cover` (vegetation,
+  water, snow, bare, built, other), always listed; salient (the captioner's map) only when no land-cover
+  product is present: products win where present, and the verifier accepts a claim any source supports.
+* ``osm.tag.<key>=<value>``: the release's ``osm_tags`` (:mod:`.osm`); ``osm.tag_count`` how many there are.
+* ``terrain.class`` from the release's ``terrain_class`` (its geomorphon classification) where the sample
+  has no DEM to compute one, and ``water.*`` from the release's ``water_detected`` / ``water_percentage``
+  (its Dynamic World + JRC consensus) where no layer measures water.
+* ``notes`` (:attr:`FactSheet.notes`): why a source was left out (refused ``osm_tags``, all-NaN indices,
+  no optical layer); they travel with the audit record.
 """
 
 from __future__ import annotations
@@ -39,7 +55,8 @@ import numpy as np
 
 from modeling_geomeld.modalities import get_modality
 
-from .lexicon import CLASS_TO_CONCEPT, CONCEPTS, MONTHS
+from .lexicon import CLASS_TO_CONCEPT, CONCEPTS, MONTHS, OSM_FEATURES
+from .osm import OsmTagError, parse_osm_tags
 
 RELIEF_FLAT_M, RELIEF_GENTLE_M, RELIEF_HILLY_M = 30.0, 100.0, 400.0
 SLOPE_FLAT_DEG, SLOPE_GENTLE_DEG, SLOPE_HILLY_DEG = 3.0, 6.0, 15.0
@@ -48,6 +65,10 @@ SHORE_MIN_SHARE, SHORE_MAX_SHARE, SHORE_ASYMMETRY, SHORE_EDGE_CONTACT = 0.05, 0.
 COAST_MAX_ELEVATION_M = 10.0
 LUSH_NDVI_P90, SPARSE_NDVI_P90 = 0.6, 0.4
 SAR_DARK_DB, SAR_BRIGHT_DB = -15.0, -7.0
+SAR_UNIFORM_STD_DB, SAR_VARIED_STD_DB = 3.0, 4.0
+#: land-cover layers in order of preference; ``spectral`` (Sentinel-2 index classes) is the fallback
+COVER_LAYERS: tuple[str, ...] = ("dynamic_world", "esa_worldcover", "spectral")
+SPECTRAL_CLASSES: tuple[str, ...] = ("vegetation", "water", "snow", "bare", "built", "other")
 SIDES: tuple[str, ...] = ("north", "south", "west", "east")
 OPPOSITE = {"north": "south", "south": "north", "west": "east", "east": "west"}
 
@@ -93,6 +114,7 @@ class FactSheet:
 
     tile_id: str
     facts: dict[str, Fact] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, fact: Fact) -> None:
         self.facts[fact.name] = fact
@@ -116,7 +138,11 @@ class FactSheet:
     def cover_layers(self) -> list[str]:
         """Land-cover layers present, the primary (the one captions describe) first."""
         layers = {f.name.split(".")[1] for f in self.with_prefix("cover.")}
-        return [layer for layer in ("dynamic_world", "esa_worldcover") if layer in layers]
+        return [layer for layer in COVER_LAYERS if layer in layers]
+
+    def product_layers(self) -> list[str]:
+        """Land-cover products present (Dynamic World, WorldCover), without the spectral fallback."""
+        return [layer for layer in self.cover_layers() if layer != "spectral"]
 
     def cover(self, layer: str | None = None) -> dict[str, float]:
         """``{concept: percent}`` of one land-cover layer (default: the primary one); empty when absent."""
@@ -132,7 +158,11 @@ class FactSheet:
         return ranked[:top]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tile_id": self.tile_id, "facts": [f.to_dict() for f in self.facts.values()]}
+        return {
+            "tile_id": self.tile_id,
+            "facts": [f.to_dict() for f in self.facts.values()],
+            "notes": list(self.notes),
+        }
 
     def to_text(self) -> str:
         """The sheet as plain lines, the only thing a language-model captioner is shown."""
@@ -223,15 +253,25 @@ def build_fact_sheet(
         raise TypeError(f"signals must be a mapping in the builder's schema, got {type(signals).__name__}")
     metadata = metadata or {}
     sheet = FactSheet(tile_id=tile_id)
+    sheet.notes.extend(str(n) for n in signals.get("notes") or ())
     _cover_facts(sheet, signals)
+    _spectral_cover_facts(sheet, signals.get("spectral_cover"))
     _water_facts(sheet, signals, layout)
+    _release_water_facts(sheet, metadata)
     _terrain_facts(sheet, signals.get("terrain"))
+    _release_terrain_facts(sheet, metadata)
     _canopy_facts(sheet, signals.get("canopy"))
     _spectral_facts(sheet, signals.get("spectral"), signals)
     _sar_facts(sheet, signals.get("sar"))
     _date_facts(sheet, signals.get("date"), metadata)
     _place_facts(sheet, signals.get("place"), metadata)
     _coast_facts(sheet, layout)
+    _sar_water_facts(sheet)
+    _osm_facts(sheet, metadata)
+    if signals.get("spectral") is None and not sheet.product_layers():
+        sheet.notes.append(
+            "no optical layer: no spectral or land-cover facts, captions use what else is known"
+        )
     return sheet
 
 
@@ -263,6 +303,106 @@ def _cover_facts(sheet: FactSheet, signals: Mapping[str, Any]) -> None:
             sheet.add(
                 Fact(f"cover.{layer}.{concept}", round(pct, 2), "%", layer, "share of valid pixels", salience)
             )
+
+
+def _spectral_cover_facts(sheet: FactSheet, cover: Mapping[str, Any] | None) -> None:
+    if not cover:
+        return
+    primary = not sheet.product_layers()  # products win where present
+    for name in SPECTRAL_CLASSES:
+        if cover.get(name) is None:
+            continue
+        pct = _fraction(f"spectral_cover[{name!r}]", cover[name])
+        sheet.add(
+            Fact(
+                f"cover.spectral.{name}",
+                round(pct, 2),
+                "%",
+                "sentinel2",
+                "share of valid pixels in the spectral class (signals.spectral_cover rules)",
+                min(pct / 100.0, 1.0) if primary and name != "other" else 0.0,
+            )
+        )
+
+
+def _sar_water_facts(sheet: FactSheet) -> None:
+    """Radar-dark pixels as open water, only in a season without snow: dry and wet snow read dark too."""
+    dark = sheet.value("sar.dark_percentage")
+    if dark is None:
+        return
+    if sheet.value("date.season") in (None, "winter"):
+        # "none" (the tropics) has no snow season; an unknown date or winter may hide snow
+        sheet.notes.append("sar water: not used (winter or unknown date: snow is radar-dark like water)")
+        return
+    sheet.add(
+        Fact(
+            "sar.water_percentage",
+            dark,
+            "%",
+            "sentinel1",
+            "share of pixels with VV < -18 dB (no snow season)",
+            0.0,
+        )
+    )
+
+
+def _release_water_facts(sheet: FactSheet, metadata: Mapping[str, Any]) -> None:
+    """The release's water_analysis (flattened by the release source), where no layer measured water."""
+    pct = metadata.get("water_percentage")
+    if "water.percentage" in sheet or pct is None:
+        return
+    try:
+        value = float(pct)
+    except (TypeError, ValueError):
+        sheet.notes.append(f"water_percentage: expected a number, found {pct!r}")
+        return
+    if not 0.0 <= value <= 100.0 or math.isnan(value):
+        sheet.notes.append(f"water_percentage: expected 0..100, found {pct!r}")
+        return
+    detected = bool(metadata.get("water_detected", value >= 0.5))
+    layer = "release water_analysis"
+    sheet.add(Fact("water.detected", detected, "", layer, "Dynamic World + JRC consensus", 0.0))
+    salience = min(value / 100 + 0.1, 1.0) if detected else 0.0
+    sheet.add(Fact("water.percentage", round(value, 2), "%", layer, "share of the tile", salience))
+
+
+def _release_terrain_facts(sheet: FactSheet, metadata: Mapping[str, Any]) -> None:
+    """The release's geomorphon class, where the sample has no DEM-derived one."""
+    value = metadata.get("terrain_class")
+    if "terrain.class" in sheet or value is None:
+        return
+    from dataset_scripts.signals import LANDFORMS
+
+    name = str(value).strip().lower()
+    if name not in LANDFORMS:
+        sheet.notes.append(f"terrain_class: expected one of {list(LANDFORMS)}, found {value!r}")
+        return
+    sheet.add(Fact("terrain.class", name, "", "release terrain_class", "majority geomorphon landform", 0.2))
+
+
+def _osm_facts(sheet: FactSheet, metadata: Mapping[str, Any]) -> None:
+    raw = metadata.get("osm_tags")
+    if raw is None or raw == "":
+        return
+    try:
+        tags = parse_osm_tags(raw)
+    except OsmTagError as err:
+        sheet.notes.append(f"osm_tags refused: {err}")
+        return
+    named = {tag for _, _, wanted in OSM_FEATURES for tag in wanted}
+    for (key, value), scales in sorted(tags.tags.items()):
+        salient = (key, value) in named or (key, None) in named
+        sheet.add(
+            Fact(
+                f"osm.tag.{key}={value}",
+                True,
+                "",
+                "osm",
+                f"OSM tag at scale {', '.join(scales)}",
+                0.3 if salient else 0.0,
+            )
+        )
+    sheet.add(Fact("osm.tag_count", len(tags.tags), "", "osm", "tags in the release's osm_tags", 0.0))
 
 
 def _water_facts(sheet: FactSheet, signals: Mapping[str, Any], layout: WaterLayout | None) -> None:
@@ -449,7 +589,7 @@ def _spectral_facts(sheet: FactSheet, spectral: Mapping[str, Any] | None, signal
 def _sar_facts(sheet: FactSheet, sar: Mapping[str, Any] | None) -> None:
     if not sar:
         return
-    vv, vh, diff = (_num(sar, k) for k in ("vv_mean_db", "vh_mean_db", "vv_minus_vh_db"))
+    vv, vh, diff, std = (_num(sar, k) for k in ("vv_mean_db", "vh_mean_db", "vv_minus_vh_db", "vv_std_db"))
     for name, value, statistic in (
         ("sar.vv_db", vv, "mean VV backscatter"),
         ("sar.vh_db", vh, "mean VH backscatter"),
@@ -460,6 +600,25 @@ def _sar_facts(sheet: FactSheet, sar: Mapping[str, Any] | None) -> None:
     if vv is not None:
         character = "dark" if vv < SAR_DARK_DB else "bright" if vv > SAR_BRIGHT_DB else "moderate"
         sheet.add(Fact("sar.character", character, "", "derived", "mean VV thresholds", 0.05))
+    if std is not None:
+        sheet.add(Fact("sar.vv_std_db", round(std, 2), "dB", "sentinel1", "standard deviation of VV", 0.0))
+        texture = (
+            "uniform" if std <= SAR_UNIFORM_STD_DB else "varied" if std >= SAR_VARIED_STD_DB else "mixed"
+        )
+        sheet.add(Fact("sar.texture", texture, "", "derived", "VV standard deviation thresholds", 0.05))
+    water = _num(sar, "water_fraction")
+    if water is not None:
+        pct = _fraction("sar.water_fraction", water)
+        sheet.add(
+            Fact(
+                "sar.dark_percentage",
+                round(pct, 2),
+                "%",
+                "sentinel1",
+                "share of pixels with VV < -18 dB",
+                0.0,
+            )
+        )
 
 
 def _date_facts(sheet: FactSheet, date: Mapping[str, Any] | None, metadata: Mapping[str, Any]) -> None:

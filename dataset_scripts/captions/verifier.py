@@ -47,6 +47,22 @@ Tolerances (a claim inside its band is *supported*, outside the wider band *cont
   country, continent or region is contradicted; "near <nearest place>" needs it within 50 km
   (contradicted beyond 100 km). Latitude words: tropical |lat| < 23.5, subarctic/boreal 50-70,
   arctic >= 66, temperate in between; coordinates within 0.5 degrees.
+* spectral cover (``cover.spectral.*``, Sentinel-2 index classes, used where no product is present and as
+  extra support where one is): a claim is judged over the whole range of shares the indices allow a group
+  and gets a verdict only where it holds (or fails) over all of it. ``vegetation`` spans [vegetation,
+  vegetation + other], bare + built ("bare or built-up ground") [bare + built, + other]; water and snow are
+  exact; trees, grassland, crops and wetland are bounded above by vegetation + other only (the indices see
+  vegetation, not its kind), bare and built each by bare + built + other (NDBI is positive on dry soil).
+  The share tolerances are those of the land-cover products above.
+* radar texture: "uniform" needs the VV standard deviation <= 3 dB (contradicted above 4 dB), "varied"
+  >= 4 dB (contradicted below 3 dB); "smooth surface" reads as radar-dark, "rough surface" as bright. Water
+  from radar (VV < -18 dB) is a water source only where nothing optical measures water, and only outside
+  winter (dry and wet snow are radar-dark too).
+* geomorphon class without a DEM (the release's ``terrain_class``): it supports landform words of its own
+  class; a flat majority contradicts landform words and "mountainous" and supports "flat"/"gentle".
+* OSM features (:data:`.lexicon.OSM_FEATURES`, read before land cover: a solar farm is not farmland):
+  supported by a matching tag at any scale; contradicted when the release listed tags for the sample and
+  none shows the feature; unverifiable without tags (or an empty list).
 * a word preceded by a negation, also across a list ("no hills", "without trees, water or buildings"),
   takes the opposite verdict.
 * qualifiers attach to the nearest land-cover word, counted in words; reaching back over "and", "or" or a
@@ -70,6 +86,7 @@ from typing import Any, Literal
 
 from .gazetteer import COUNTRIES, SUBREGIONS, continent_of, place_names
 from .lexicon import (
+    AGGREGATE_GROUPS,
     CLOUD_WORDS,
     COAST_WORDS,
     ELEVATION_WORDS,
@@ -81,9 +98,11 @@ from .lexicon import (
     GROUPS,
     LANDFORM_WORDS,
     MONTHS,
+    OSM_FEATURES,
     QUANTIFIERS,
     RELIEF_ORDER,
     RELIEF_WORDS,
+    SAR_TEXTURE_WORDS,
     SAR_WORDS,
     SEASON_WORDS,
     SHORE_WORDS,
@@ -164,6 +183,8 @@ _KIND_TOPIC = {
     "radar": "radar",
     "backscatter": "radar",
     "extent": "extent",
+    "radar_texture": "radar",
+    "osm": "osm",
 }
 _CLAUSE_SPLIT = re.compile(r",\s+|;\s*|\s+(?=(?:while|whereas|but|with|where)\b)", re.IGNORECASE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
@@ -347,6 +368,7 @@ class Verifier:
         claims += self._elevation_word_claims(m)
         claims += self._coast_claims(m)
         claims += self._relief_claims(m)
+        claims += self._osm_claims(m)
         claims += self._cover_claims(m, qualifiers)
         claims += self._word_claims(m)
         for c in claims:
@@ -702,7 +724,9 @@ class Verifier:
             for match in m.finditer(pattern):
                 m.take(match.start(), match.end())
                 if actual is None:
-                    claims.append(Claim(match.group(0), "relief", UNVERIFIABLE, None, "no DEM"))
+                    claims.append(
+                        self._maybe_negate(m, match, self._relief_from_class(match.group(0), word_class))
+                    )
                     continue
                 a = RELIEF_ORDER.index(actual)
                 ok = {
@@ -725,6 +749,17 @@ class Verifier:
                 claims.append(self._maybe_negate(m, match, self._check_landform(match.group(0), classes)))
         return claims
 
+    def _relief_from_class(self, text: str, word_class: str) -> Claim:
+        """Without a DEM: a flat geomorphon majority (the release's terrain_class) supports flat words only."""
+        majority = self.sheet.value("terrain.class")
+        if majority is None:
+            return Claim(text, "relief", UNVERIFIABLE, None, "no DEM")
+        if word_class in ("flat", "gentle") and majority == "flat":
+            return Claim(text, "relief", SUPPORTED, "terrain.class = flat", "flat majority landform")
+        if word_class in ("mountainous",) and majority == "flat":
+            return Claim(text, "relief", CONTRADICTED, "terrain.class = flat", "flat majority landform")
+        return Claim(text, "relief", UNVERIFIABLE, f"terrain.class = {majority}", "majority landform only")
+
     def _check_landform(self, text: str, classes: frozenset[str]) -> Claim:
         if self.sheet.value("terrain.relief_class") == "flat":
             # geomorphons of a flat tile are the DEM's integer steps, not landforms a person sees
@@ -744,6 +779,14 @@ class Verifier:
             return Claim(
                 text, "landform", CONTRADICTED, "terrain.relief_class = flat", "flat terrain has no landforms"
             )
+        majority = self.sheet.value("terrain.class")
+        if majority is not None:
+            # only the majority class is known (the release's terrain_class): it supports its own words,
+            # and a flat majority rules landforms out; any other majority says nothing of the minorities
+            if majority in classes:
+                return Claim(text, "landform", SUPPORTED, f"terrain.class = {majority}", "majority landform")
+            if majority == "flat":
+                return Claim(text, "landform", CONTRADICTED, "terrain.class = flat", "flat majority landform")
         return Claim(text, "landform", UNVERIFIABLE, None, "no geomorphon fractions")
 
     def _maybe_negate(self, m: _Masked, match: re.Match[str], claim: Claim) -> Claim:
@@ -803,32 +846,84 @@ class Verifier:
     def _cover_sources(self, group: str) -> list[tuple[str, float]]:
         sources = [
             (f"cover.{layer}", concept_share(self.sheet.cover(layer), group))
-            for layer in self.sheet.cover_layers()
+            for layer in self.sheet.product_layers()
         ]
         if group == "water" and self.sheet.value("water.percentage") is not None:
             sources.append(("water.percentage", float(self.sheet.value("water.percentage"))))
         if group == "snow" and self.sheet.value("snow.percentage") is not None:
             sources.append(("snow.percentage", float(self.sheet.value("snow.percentage"))))
+        if group == "water" and not sources and self.sheet.value("sar.water_percentage") is not None:
+            # radar water only where nothing optical measures water: tarmac, sand and shadow read dark too
+            sources.append(("sar.water_percentage", float(self.sheet.value("sar.water_percentage"))))
         return sources
+
+    def _spectral_interval(self, group: str) -> tuple[float, float] | None:
+        """The share (lo, hi) the spectral classes allow a group: a range where the indices cannot decide.
+
+        ``other`` (0.2 <= NDVI < 0.3, dark unvegetated) may be either vegetation or bare ground; the
+        indices see vegetation but not which kind, and bare vs built only by their order (NDBI is positive
+        on dry soil), so sub-groups are bounded from above only.
+        """
+        cover = self.sheet.cover("spectral")
+        if not cover:
+            return None
+        veg, other = cover.get("vegetation", 0.0), cover.get("other", 0.0)
+        unveg = cover.get("bare", 0.0) + cover.get("built", 0.0)
+        if group in ("water", "snow"):
+            return cover.get(group, 0.0), cover.get(group, 0.0)
+        if group == "vegetation":
+            return veg, min(100.0, veg + other)
+        if group == "unvegetated":
+            return unveg, min(100.0, unveg + other)
+        if group in ("bare", "built"):
+            return 0.0, min(100.0, unveg + other)
+        return 0.0, min(100.0, veg + other)  # trees, open vegetation, crops, wetland
+
+    def _check_spectral(
+        self, group: str, word: str, level: str, q: _Qualifier | None
+    ) -> tuple[Verdict, str, float, float] | None:
+        """The verdict that holds for every share in the spectral interval, else unverifiable."""
+        interval = self._spectral_interval(group)
+        if interval is None:
+            return None
+        lo, hi = interval
+        cover = self.sheet.cover("spectral")
+        rivals = [v for k, v in cover.items() if k != "other" and k not in (GROUPS.get(group) or {group})]
+        shares = [lo + (hi - lo) * i / 20 for i in range(21)] if hi > lo else [lo]
+        verdicts = set()
+        for s in shares:
+            # which class is largest is known only for the directly measured groups
+            options = [s >= max(rivals, default=0.0)] if lo == hi or group == "vegetation" else [True, False]
+            for largest in options:
+                verdicts.add(self._cover_verdict(group, word, s, level, q, "cover.spectral", largest)[0])
+        _, reason = self._cover_verdict(group, word, lo, level, q, "cover.spectral", True)
+        verdict = verdicts.pop() if len(verdicts) == 1 else UNVERIFIABLE
+        return verdict, f"{reason} over the spectral range {lo:.0f}-{hi:.0f} %", lo, hi
 
     def _check_cover(
         self, text: str, group: str, word: str, level: str, q: _Qualifier | None, relative: str | None = None
     ) -> Claim:
         sources = self._cover_sources(group)
         topic = f"cover:{group}"
-        if not sources:
+        # "the rest" / "of the land" are shares of a product's classes; the spectral range is absolute
+        spectral = None if relative else self._check_spectral(group, word, level, q)
+        if not sources and spectral is None:
             return Claim(text, "cover", UNVERIFIABLE, None, f"no layer measures {group}", topic=topic)
         results = []
+        if spectral is not None and (spectral[0] == SUPPORTED or not sources):
+            # products win where present: the spectral range only adds support to them
+            verdict, reason, lo, hi = spectral
+            results.append((verdict, reason, f"cover.spectral {group} = {lo:.1f}-{hi:.1f} %"))
         for source, share in sources:
             s = self._relative_share(group, share, source, relative) if relative else share
             verdict, reason = self._cover_verdict(group, word, s, level, q, source)
             if relative:
                 reason = f"{reason} ({relative}: {s:.0f} % of what the other classes leave)"
-            results.append((verdict, reason, source, share))
+            results.append((verdict, reason, f"{source} {group} = {share:.1f} %"))
         # any supporting source wins; a contradiction needs every source to contradict
         order = {SUPPORTED: 0, UNVERIFIABLE: 1, CONTRADICTED: 2}
-        verdict, reason, source, share = min(results, key=lambda r: order[r[0]])
-        return Claim(text, "cover", verdict, f"{source} {group} = {share:.1f} %", reason, topic=topic)
+        verdict, reason, fact = min(results, key=lambda r: order[r[0]])
+        return Claim(text, "cover", verdict, fact, reason, topic=topic)
 
     def _relative_share(self, group: str, share: float, source: str, relative: str) -> float:
         """A share as a percentage of the land ("of the land") or of what the largest other class leaves ("the rest")."""
@@ -839,12 +934,20 @@ class Verifier:
             taken = concept_share(cover, "water")
         else:
             taken = max(
-                (concept_share(cover, g) for g in GROUPS if g not in (group, "vegetation")), default=0.0
+                (concept_share(cover, g) for g in GROUPS if g != group and g not in AGGREGATE_GROUPS),
+                default=0.0,
             )
         return min(100.0, 100.0 * share / (100.0 - taken)) if taken < 99.0 else share
 
     def _cover_verdict(
-        self, group: str, word: str, s: float, level: str, q: _Qualifier | None, source: str
+        self,
+        group: str,
+        word: str,
+        s: float,
+        level: str,
+        q: _Qualifier | None,
+        source: str,
+        largest: bool | None = None,
     ) -> tuple[Verdict, str]:
         if level == "number" and q is not None and q.value is not None:
             v = q.value
@@ -858,7 +961,7 @@ class Verifier:
         if level == "none":
             return (SUPPORTED if s < 2 else CONTRADICTED if s >= 5 else UNVERIFIABLE), "absent: share < 2 %"
         if level == "dominant":
-            largest = self._is_largest(group, source)
+            largest = self._is_largest(group, source) if largest is None else largest
             ok = s >= 40 or (s >= 25 and largest)
             return (SUPPORTED if ok else CONTRADICTED), "dominant: >= 40 %, or >= 25 % and largest"
         if level == "substantial":
@@ -878,7 +981,7 @@ class Verifier:
             return False
         cover = self.sheet.cover(source.split(".")[1])
         share = concept_share(cover, group)
-        others = [concept_share(cover, g) for g in GROUPS if g not in (group, "vegetation")]
+        others = [concept_share(cover, g) for g in GROUPS if g != group and g not in AGGREGATE_GROUPS]
         return share >= max(others, default=0.0)
 
     # -- other words ---------------------------------------------------------------------------------
@@ -887,6 +990,7 @@ class Verifier:
         for key, check in (
             ("green", self._check_greenness),
             ("cloud", self._check_cloud),
+            ("texture", self._check_texture),
             ("sar", self._check_radar),
             ("season", self._check_season),
         ):
@@ -926,6 +1030,48 @@ class Verifier:
             verdict = SUPPORTED if vv > -9 else CONTRADICTED if vv < -12 else UNVERIFIABLE
         return Claim(text, "radar", verdict, f"sar.vv_db = {vv:g} dB", f"'{which}' band")
 
+    def _check_texture(self, text: str, which: str) -> Claim:
+        std = self.sheet.value("sar.vv_std_db")
+        if std is None:
+            return Claim(text, "radar_texture", UNVERIFIABLE, None, "no Sentinel-1")
+        # uniform: speckle alone (<= 3 dB); varied: a mixture of surfaces (>= 4 dB); the gap is undecided
+        uniform = std <= 3.0
+        verdict = _banded(
+            uniform if which == "uniform" else std >= 4.0, std > 4.0 if which == "uniform" else uniform
+        )
+        return Claim(
+            text, "radar_texture", verdict, f"sar.vv_std_db = {std:g} dB", f"'{which}' VV spread band"
+        )
+
+    def _osm_claims(self, m: _Masked) -> list[Claim]:
+        claims = []
+        count = self.sheet.value("osm.tag_count")
+        for pattern, (feature, wanted) in self._patterns["osm"]:
+            for match in m.finditer(pattern):
+                m.take(match.start(), match.end())
+                claims.append(
+                    self._maybe_negate(m, match, self._check_osm(match.group(0), feature, wanted, count))
+                )
+        return claims
+
+    def _check_osm(
+        self, text: str, feature: str, wanted: frozenset[tuple[str, str | None]], count: Any
+    ) -> Claim:
+        if count is None:
+            return Claim(
+                text, "osm", UNVERIFIABLE, None, f"no OSM tags: nothing says whether a {feature} is there"
+            )
+        tags = sorted(f.name.removeprefix("osm.tag.") for f in self.sheet.with_prefix("osm.tag."))
+        for tag in tags:
+            key, _, value = tag.partition("=")
+            if (key, value) in wanted or (key, None) in wanted:
+                return Claim(text, "osm", SUPPORTED, f"osm.tag {tag}", f"a {feature} is tagged")
+        if not count:
+            return Claim(text, "osm", UNVERIFIABLE, "osm.tag_count = 0", "the release listed no tags")
+        return Claim(
+            text, "osm", CONTRADICTED, f"osm.tag_count = {count}", f"the release's tags show no {feature}"
+        )
+
     def _check_season(self, text: str, season: str) -> Claim:
         actual = self.sheet.value("date.season")
         if actual is None or actual == "none":
@@ -954,6 +1100,11 @@ class Verifier:
         )
 
 
+def _banded(supported: bool, contradicted: bool) -> Verdict:
+    """A verdict from a supporting and a contradicting band with a gap between them."""
+    return SUPPORTED if supported else CONTRADICTED if contradicted else UNVERIFIABLE
+
+
 def _names_pattern(names: Iterable[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(rf"(?<![\w-])({alternatives})(?:'s)?(?![\w-])")
@@ -971,6 +1122,7 @@ def _patterns() -> dict[str, list[tuple[re.Pattern[str], Any]]]:
         "group": GROUP_WORDS, "quant": QUANTIFIERS, "relief": RELIEF_WORDS, "landform": LANDFORM_WORDS,
         "elev": ELEVATION_WORDS, "green": GREENNESS_WORDS, "cloud": CLOUD_WORDS, "sar": SAR_WORDS,
         "season": SEASON_WORDS, "lat": _LATITUDE_WORDS, "coast": ((COAST_WORDS, None),),
+        "texture": SAR_TEXTURE_WORDS, "osm": tuple((w, (name, tags)) for w, name, tags in OSM_FEATURES),
         "shore": ((SHORE_WORDS, None),),
     }  # fmt: skip
     return {key: [(word_pattern(p), v) for p, v in table] for key, table in tables.items()}
