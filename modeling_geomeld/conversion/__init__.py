@@ -9,9 +9,10 @@ from transformers import PreTrainedModel
 
 from ..image_processing_geomeld import GeoMeldImageProcessor
 from .common import ConversionError, ConversionReport, load_checkpoint
+from .fcmae import convert_fcmae
 from .hf import convert_hf_convnextv2
 
-CONVERTERS = {"hf": convert_hf_convnextv2}
+CONVERTERS = {"hf": convert_hf_convnextv2, "fcmae": convert_fcmae}
 
 
 def convert(source_format: str, source: str | Path, **kwargs: Any) -> tuple[PreTrainedModel, ConversionReport]:
@@ -35,6 +36,7 @@ __all__ = [
     "ConversionError",
     "ConversionReport",
     "convert",
+    "convert_fcmae",
     "convert_hf_convnextv2",
     "load_checkpoint",
     "save_converted",
