@@ -273,9 +273,9 @@ class GeoMeldEncoder(nn.Module):
                     f"{name}: expected a tensor (B, {len(bands)}, H, W) with bands {bands}, got shape {tuple(x.shape)}"
                 )
             shapes[name] = (x.shape[0], x.shape[2], x.shape[3])
-        if len(set(shapes.values())) != 1:
+        b, h, w = first = next(iter(shapes.values()))
+        if any(shape != first for shape in shapes.values()):  # no set(): symbolic sizes (export) do not hash
             raise ValueError(f"all input modalities must share batch size and grid, got {shapes}")
-        b, h, w = next(iter(shapes.values()))
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"input size {h}x{w} must be divisible by patch_size {self.patch_size}")
         return present, (b, h, w)
@@ -309,8 +309,10 @@ class GeoMeldEncoder(nn.Module):
             x = pixel_values[name]
             valid = valid_mask.get(name) if valid_mask else None
             if valid is None:
-                finite = torch.isfinite(x).all(dim=1)
-                valid = None if bool(finite.all()) else finite  # the dense fast path skips all masking
+                # an exported graph has no data-dependent branch: without a valid_mask it takes every pixel as valid
+                if not torch.compiler.is_exporting():
+                    finite = torch.isfinite(x).all(dim=1)
+                    valid = None if bool(finite.all()) else finite  # the dense fast path skips all masking
             elif tuple(valid.shape) != (batch, height, width):
                 raise ValueError(f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}")
             if valid is not None:

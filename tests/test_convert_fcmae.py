@@ -10,7 +10,12 @@ import torch
 
 from modeling_geomeld.conversion import ConversionError, convert_fcmae
 from modeling_geomeld.modalities import SENTINEL2_BANDS
-from tests._convnextv2_reference import DenseConvNeXtV2, random_state, remap_checkpoint_keys, sparse_fcmae_layout
+from tests._convnextv2_reference import (
+    DenseConvNeXtV2,
+    random_state,
+    remap_checkpoint_keys,
+    sparse_fcmae_layout,
+)
 from tests._tiny import TINY_TEXT
 
 SMALL = {"text_config": dict(TINY_TEXT), "projection_dim": 14}
