@@ -188,3 +188,133 @@ def sparse_fcmae_layout(
 def random_state(shapes: dict[str, tuple[int, ...]], seed: int, scale: float = 0.2) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {k: torch.randn(s, generator=g) * scale for k, s in shapes.items()}
+
+
+def mmearth_layout(
+    depths: list[int],
+    dims: list[int],
+    in_chans: int,
+    patch: int,
+    decoder_dim: int,
+    out_chans: dict[str, int],
+    image_level: dict[str, int],
+    orig_stem: bool = False,
+) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of MMEarth-train's `FCMAE(...).state_dict()` (models/fcmae.py, sparse=True, D=2, its
+    SparseConvNeXtV2 with `use_orig_stem`), with `UncertaintyWeightingStrategy` as `loss_fn`."""
+    s = patch // 2 ** (len(depths) - 1)
+    if orig_stem:
+        shapes: dict[str, tuple[int, ...]] = {
+            "encoder.stem_orig.0.kernel": (s * s, in_chans, dims[0]),
+            "encoder.stem_orig.0.bias": (1, dims[0]),
+            "encoder.stem_orig.1.ln.weight": (dims[0],),
+            "encoder.stem_orig.1.ln.bias": (dims[0],),
+        }
+    else:
+        shapes = {
+            "encoder.initial_conv.0.kernel": (9, in_chans, dims[0]),
+            "encoder.initial_conv.0.bias": (1, dims[0]),
+            "encoder.initial_conv.1.ln.weight": (dims[0],),
+            "encoder.initial_conv.1.ln.bias": (dims[0],),
+            "encoder.stem.0.kernel": (s * s, dims[0]),
+            "encoder.stem.0.bias": (1, dims[0]),
+            "encoder.stem.1.ln.weight": (dims[0],),
+            "encoder.stem.1.ln.bias": (dims[0],),
+        }
+    for i in range(3):
+        p = f"encoder.downsample_layers.{i}"
+        shapes |= {
+            f"{p}.0.ln.weight": (dims[i],),
+            f"{p}.0.ln.bias": (dims[i],),
+            f"{p}.1.kernel": (4, dims[i], dims[i + 1]),
+            f"{p}.1.bias": (1, dims[i + 1]),
+        }
+    for i in range(4):
+        for j in range(depths[i]):
+            shapes |= _sparse_block(f"encoder.stages.{i}.{j}", dims[i])
+    shapes |= {
+        "proj.weight": (decoder_dim, dims[-1], 1, 1),
+        "proj.bias": (decoder_dim,),
+        "mask_token": (1, decoder_dim, 1, 1),
+    }
+    for m, c in out_chans.items():
+        shapes |= _dense_block(f"decoder_dict.{m}.0", decoder_dim)
+        shapes |= {f"pred_dict.{m}.weight": (patch**2 * c, decoder_dim, 1, 1), f"pred_dict.{m}.bias": (patch**2 * c,)}
+    for m, c in image_level.items():
+        shapes |= _dense_block(f"decoder_dict.{m}.0", decoder_dim)
+        shapes |= {f"pred_dict.{m}.weight": (c, decoder_dim), f"pred_dict.{m}.bias": (c,)}
+    if image_level:
+        shapes |= {"layer_norm_tmp.weight": (decoder_dim,), "layer_norm_tmp.bias": (decoder_dim,)}
+    shapes["loss_fn.log_vars"] = (len(out_chans) + len(image_level),)
+    return shapes
+
+
+def shared_decoder(sd: dict[str, torch.Tensor], modalities: list[str]) -> dict[str, torch.Tensor]:
+    """MMEarth builds one list of decoder blocks and wraps it per modality: every copy holds the same tensors."""
+    first = modalities[0]
+    for k in list(sd):
+        if k.startswith(f"decoder_dict.{first}."):
+            rest = k[len(f"decoder_dict.{first}.") :]
+            for m in modalities[1:]:
+                sd[f"decoder_dict.{m}.{rest}"] = sd[k].clone()
+    return sd
+
+
+class MMEarthReference(nn.Module):
+    """MMEarth-train's sparse FCMAE as it computes on a fully visible input, in dense PyTorch: the submanifold
+    3x3 conv keeps the grid (zero outside the image: padding 1) and the stride-s convs read exactly their
+    cell (no padding). (MMEarth's own dense `ConvNeXtV2` pads differently: 3x3 without padding, stem with
+    s // 2; the checkpoint was trained by the sparse model, which is what this follows.) Loaded through the
+    reference `remap_checkpoint_keys`. The decoder is `FCMAE.forward_decoder` for pixel-level modalities,
+    its blocks MMEarth's dense `Block` (GRN eps 1e-4 by default)."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        depths: list[int],
+        dims: list[int],
+        patch: int,
+        decoder_dim: int,
+        out_chans: dict[str, int],
+        orig_stem: bool = False,
+        decoder_grn_eps: float = 1e-4,
+    ):
+        super().__init__()
+        s = patch // 2 ** (len(depths) - 1)
+        self.orig_stem = orig_stem
+        if orig_stem:
+            self.stem_orig = nn.Sequential(nn.Conv2d(in_chans, dims[0], s, s), RefLayerNorm(dims[0], 1e-6, "channels_first"))
+        else:
+            self.initial_conv = nn.Sequential(
+                nn.Conv2d(in_chans, dims[0], 3, padding=1), RefLayerNorm(dims[0], 1e-6, "channels_first"), nn.GELU()
+            )
+            self.stem = nn.Sequential(
+                nn.Conv2d(dims[0], dims[0], s, s, groups=dims[0]), RefLayerNorm(dims[0], 1e-6, "channels_first")
+            )
+        self.downsample_layers = nn.ModuleList(
+            nn.Sequential(RefLayerNorm(dims[i], 1e-6, "channels_first"), nn.Conv2d(dims[i], dims[i + 1], 2, 2))
+            for i in range(3)
+        )
+        self.stages = nn.ModuleList(nn.Sequential(*[RefBlock(dims[i]) for _ in range(depths[i])]) for i in range(4))
+        self.proj = nn.Conv2d(dims[-1], decoder_dim, 1)
+        self.mask_token = nn.Parameter(torch.zeros(1, decoder_dim, 1, 1))
+        blocks = [RefBlock(decoder_dim, grn_eps=decoder_grn_eps)]
+        self.decoder_dict = nn.ModuleDict({m: nn.Sequential(*blocks) for m in out_chans})
+        self.pred_dict = nn.ModuleDict({m: nn.Conv2d(decoder_dim, patch**2 * c, 1) for m, c in out_chans.items()})
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem_orig(x) if self.orig_stem else self.stem(self.initial_conv(x))
+        x = self.stages[0](x)
+        feats = [x]
+        for i in range(3):
+            x = self.stages[i + 1](self.downsample_layers[i](x))
+            feats.append(x)
+        return feats
+
+    def decode(self, latent: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        # mask: (N, L) 1 = masked, as FCMAE.gen_random_mask
+        x = self.proj(latent)
+        n, _, h, w = x.shape
+        m = mask.reshape(-1, h, w).unsqueeze(1).type_as(x)
+        x = x * (1.0 - m) + self.mask_token.repeat(n, 1, h, w) * m
+        return {name: self.pred_dict[name](self.decoder_dict[name](x)) for name in self.pred_dict}

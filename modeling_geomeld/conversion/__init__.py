@@ -11,8 +11,9 @@ from ..image_processing_geomeld import GeoMeldImageProcessor
 from .common import ConversionError, ConversionReport, load_checkpoint
 from .fcmae import convert_fcmae
 from .hf import convert_hf_convnextv2
+from .mmearth import convert_mmearth
 
-CONVERTERS = {"hf": convert_hf_convnextv2, "fcmae": convert_fcmae}
+CONVERTERS = {"hf": convert_hf_convnextv2, "fcmae": convert_fcmae, "mmearth": convert_mmearth}
 
 
 def convert(source_format: str, source: str | Path, **kwargs: Any) -> tuple[PreTrainedModel, ConversionReport]:
@@ -38,6 +39,7 @@ __all__ = [
     "convert",
     "convert_fcmae",
     "convert_hf_convnextv2",
+    "convert_mmearth",
     "load_checkpoint",
     "save_converted",
 ]

@@ -41,13 +41,7 @@ def load_checkpoint(path: str | Path, nested_keys: Iterable[str] = ("model", "st
         raise ConversionError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         return dict(load_file(str(path)))
-    # FCMAE and MMEarth training checkpoints pickle their argparse.Namespace next to the weights; it is
-    # plain data, so it is the one class allowed beyond what weights_only admits.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # the unpickler's message names the refused global
-        raise ConversionError(f"{path}: cannot be read with torch.load(weights_only=True): {err}") from err
+    obj = load_checkpoint_object(path)
     if isinstance(obj, Mapping):
         for key in nested_keys:
             if key in obj and isinstance(obj[key], Mapping):
@@ -56,6 +50,17 @@ def load_checkpoint(path: str | Path, nested_keys: Iterable[str] = ("model", "st
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ConversionError(f"{path}: expected a state dict of tensors (or {{'model': state_dict}})")
     return dict(obj)
+
+
+def load_checkpoint_object(path: Path) -> Any:
+    """`torch.load(weights_only=True)` of a training checkpoint, which may also hold its argparse Namespace."""
+    # FCMAE and MMEarth training checkpoints pickle their argparse.Namespace next to the weights; it is
+    # plain data, so it is the one class allowed beyond what weights_only admits.
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler's message names the refused global
+        raise ConversionError(f"{path}: cannot be read with torch.load(weights_only=True): {err}") from err
 
 
 class SourceWeights:

@@ -100,6 +100,7 @@ def convert_fcmae(
             "input_modalities": modalities,
             "patch_size": patch,
             "image_size": image_size or (224 if 224 % patch == 0 else patch * 4),
+            "stem_type": "convnext",  # ConvNeXt V2's k = s patchify stem
             "layer_norm_eps": 1e-6,
         },
         **(config_overrides or {}),

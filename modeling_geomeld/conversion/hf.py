@@ -87,6 +87,7 @@ def convert_hf_convnextv2(
             "input_modalities": modalities,
             "patch_size": patch,
             "image_size": image_size,
+            "stem_type": "convnext",  # ConvNeXt V2's k = s patchify stem
             "layer_norm_eps": 1e-6,  # HF's stem, block and downsampling norms; see the note on the final norm
         },
         **(config_overrides or {}),
