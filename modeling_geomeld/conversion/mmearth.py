@@ -111,10 +111,7 @@ def convert_mmearth(
     """A `GeoMeldForPreTraining` from an MMEarth-train checkpoint (file, or the loaded `{"model": ..., "args":
     ...}` dict). Band lists come from the checkpoint's `args` (`modalities`, `out_modalities`); `input_bands`
     and `out_modalities` override them, else MMEarth's defaults apply (and the report says so)."""
-    if isinstance(checkpoint, (str, Path)):
-        raw = _read(Path(checkpoint))
-    else:
-        raw = dict(checkpoint)
+    raw = _read(Path(checkpoint)) if isinstance(checkpoint, (str, Path)) else dict(checkpoint)
     sd = raw.get("model", raw)
     if not isinstance(sd, Mapping):
         raise ConversionError("MMEarth checkpoint: expected {'model': state_dict, 'args': ...}")

@@ -202,7 +202,7 @@ def export_model(
     info = {"format": fmt, "graphs": files, "with_valid_mask": with_valid_mask, "torch": torch.__version__}
     info |= deployment_config(model, processor)
     if not with_valid_mask:
-        info["valid_mask"] = "not an input: every pixel is taken as valid (fill no-data with 0 after normalisation)"
+        info["valid_mask"] = "not an input: pixels with a non-finite value (NaN) in any band are no-data, as in the eager model"
     processor.save_pretrained(str(out))
     (out / "export_config.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

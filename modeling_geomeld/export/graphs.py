@@ -2,8 +2,9 @@
 
 The model takes a dict of modality tensors and returns `ModelOutput`s; an exported graph takes one tensor per
 configured input modality (in name order, the order `GeoMeldEncoder` processes them), optionally followed by
-one bool valid mask (B, H, W) per modality. Without masks the graph takes every pixel as valid, which is what
-the eager model does on finite inputs (its dense path).
+one bool valid mask (B, H, W) per modality. Without masks the graph derives validity from finiteness, as the
+eager model does (non-finite pixels are no-data); traced graphs always take the encoder's masked path, which
+on all-valid input equals the eager dense path to float rounding.
 """
 
 from __future__ import annotations
