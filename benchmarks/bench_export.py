@@ -97,7 +97,7 @@ def main() -> None:
             def onnx(feed: dict = feed) -> object:
                 return session.run(None, feed)
 
-            variants = {"eager": eager, "onnxruntime": onnx, "torch.compile": comp}
+            variants: dict[str, Callable[[], object]] = {"eager": eager, "onnxruntime": onnx, "torch.compile": comp}
             for fn in variants.values():
                 fn()  # warm-up
             times: dict[str, list[float]] = {k: [] for k in variants}

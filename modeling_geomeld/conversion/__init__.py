@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from .fcmae import convert_fcmae
 from .hf import convert_hf_convnextv2
 from .mmearth import convert_mmearth
 
-CONVERTERS = {"hf": convert_hf_convnextv2, "fcmae": convert_fcmae, "mmearth": convert_mmearth}
+CONVERTERS: dict[str, Callable[..., tuple[PreTrainedModel, ConversionReport]]] = {"hf": convert_hf_convnextv2, "fcmae": convert_fcmae, "mmearth": convert_mmearth}
 
 
 def convert(source_format: str, source: str | Path, **kwargs: Any) -> tuple[PreTrainedModel, ConversionReport]:

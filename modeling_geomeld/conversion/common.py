@@ -244,3 +244,21 @@ def resample_patch_stem(weight: torch.Tensor, stride: int) -> torch.Tensor:
         f = stride // s0
         return weight.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3) / f**2
     raise ConversionError(f"cannot resample a {s0}x{s0} stem to stride {stride}: one must divide the other")
+
+
+def rgb_stem(
+    stem: torch.Tensor, target_stride: int, patch: int, exact_patch: int, bands: list[str], report: ConversionReport
+) -> torch.Tensor:
+    """An ImageNet RGB patchify stem as GeoMeld's S2 stem: resampled when the stride differs (the report marks
+    the conversion as an approximation), then placed on B04/B03/B02 (`place_rgb`)."""
+    s0 = stem.shape[-1]
+    if target_stride != s0:
+        stem = resample_patch_stem(stem, target_stride)
+        report.exact = False
+        report.notes.append(
+            f"APPROXIMATION: the {s0}x{s0} stem was resampled to {target_stride}x{target_stride} (patch_size "
+            f"{patch} instead of {exact_patch}); the encoder sees the scene at another scale than its ImageNet "
+            "training. Fine-tune before trusting its features."
+        )
+    report.notes.append("RGB stem filters placed on B04/B03/B02 by name, zero on the other bands; modality embeddings zero")
+    return place_rgb(stem, bands)

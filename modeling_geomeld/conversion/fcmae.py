@@ -27,8 +27,7 @@ from .common import (
     encoder_geometry,
     load_checkpoint,
     load_into,
-    place_rgb,
-    resample_patch_stem,
+    rgb_stem,
 )
 
 
@@ -64,6 +63,24 @@ class _Layout:
             "pwconv2.weight": take(f"{prefix}.pwconv2.linear.weight", (dim, 4 * dim)),
             "pwconv2.bias": take(f"{prefix}.pwconv2.linear.bias", (dim,)),
         }
+        return out
+
+
+    def stages(
+        self, depths: list[int], dims: list[int], target: str, first_downsample: int
+    ) -> dict[str, torch.Tensor]:
+        """Every stage and the downsampling before it, under GeoMeld prefix `target` (e.g. `encoder.`); the
+        source numbers its downsampling layers from `first_downsample` (1 in ConvNeXt-V2, whose index 0 is the
+        stem; 0 in MMEarth, whose stem lives apart)."""
+        out: dict[str, torch.Tensor] = {}
+        for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+            if i > 0:
+                ds, ours = f"downsample_layers.{i - 1 + first_downsample}", f"{target}downsamples.{i}"
+                out[f"{ours}.norm.weight"], out[f"{ours}.norm.bias"] = self.norm(f"{ds}.0", dims[i - 1])
+                out[f"{ours}.conv.weight"], out[f"{ours}.conv.bias"] = self.conv(f"{ds}.1", dims[i - 1], dim, 2)
+            for j in range(depth):
+                for name, value in self.block(f"stages.{i}.{j}", dim).items():
+                    out[f"{target}stages.{i}.{j}.{name}"] = value
         return out
 
 
@@ -109,31 +126,15 @@ def convert_fcmae(
     report = ConversionReport("convnextv2-fcmae" if sparse else "convnextv2", str(checkpoint)[:200], "GeoMeldModel")
     if "sentinel2" not in modalities:
         raise ConversionError(f"input_modalities {list(modalities)} lack sentinel2, which the RGB stem maps onto")
-    if target != s0:
-        stem = resample_patch_stem(stem, target)
-        report.exact = False
-        report.notes.append(
-            f"APPROXIMATION: the {s0}x{s0} stem was resampled to {target}x{target} (patch_size {patch} instead of "
-            f"{exact_patch}); the encoder sees the scene at another scale than its ImageNet pretraining"
-        )
     out: dict[str, torch.Tensor] = {
-        "encoder.stems.sentinel2.conv.weight": place_rgb(stem, modalities["sentinel2"]),
+        "encoder.stems.sentinel2.conv.weight": rgb_stem(stem, target, patch, exact_patch, modalities["sentinel2"], report),
         "encoder.stems.sentinel2.conv.bias": src.take("downsample_layers.0.0.bias", (dims[0],)),
         "encoder.stems.sentinel2.norm.weight": src.take("downsample_layers.0.1.weight", (dims[0],)),
         "encoder.stems.sentinel2.norm.bias": src.take("downsample_layers.0.1.bias", (dims[0],)),
     }
     for name in modalities:
         out[f"encoder.modality_embeddings.{name}"] = torch.zeros(dims[0])
-    report.notes.append("RGB stem filters placed on B04/B03/B02 by name, zero on the other bands; modality embeddings zero")
-    for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
-        if i > 0:
-            w, b = layout.norm(f"downsample_layers.{i}.0", dims[i - 1])
-            out[f"encoder.downsamples.{i}.norm.weight"], out[f"encoder.downsamples.{i}.norm.bias"] = w, b
-            w, b = layout.conv(f"downsample_layers.{i}.1", dims[i - 1], dim, 2)
-            out[f"encoder.downsamples.{i}.conv.weight"], out[f"encoder.downsamples.{i}.conv.bias"] = w, b
-        for j in range(depth):
-            for name, value in layout.block(f"stages.{i}.{j}", dim).items():
-                out[f"encoder.stages.{i}.{j}.{name}"] = value
+    out |= layout.stages(depths, dims, "encoder.", first_downsample=1)
     if sparse:
         report.notes.append(
             "the FCMAE encoder has no final norm: GeoMeld's pooled-output LayerNorm (encoder.norm) is identity "

@@ -25,8 +25,7 @@ from .common import (
     encoder_geometry,
     load_checkpoint,
     load_into,
-    place_rgb,
-    resample_patch_stem,
+    rgb_stem,
 )
 
 # HF's names of a block's tensors, by GeoMeld name
@@ -65,7 +64,7 @@ def convert_hf_convnextv2(
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ConversionError(f"{folder}: not a transformers model folder (no config.json)")
-    hf = ConvNextV2Config.from_pretrained(str(folder))
+    hf: Any = ConvNextV2Config.from_pretrained(str(folder))
     if hf.model_type != "convnextv2":
         raise ConversionError(f"{folder}: model_type {hf.model_type!r}, expected 'convnextv2'")
     if hf.hidden_act != "gelu":
@@ -101,24 +100,15 @@ def convert_hf_convnextv2(
         raise ConversionError(f"{folder}: num_channels {hf.num_channels}; the converter places 3 RGB channels")
     if "sentinel2" not in modalities:
         raise ConversionError(f"input_modalities {list(modalities)} lack sentinel2, which the RGB stem maps onto")
-    if target_stride != stem_stride:
-        stem = resample_patch_stem(stem, target_stride)
-        report.exact = False
-        report.notes.append(
-            f"APPROXIMATION: the {stem_stride}x{stem_stride} stem was resampled to {target_stride}x{target_stride} "
-            f"(patch_size {patch} instead of {exact_patch}); the encoder sees the scene at another scale than "
-            "its ImageNet training. Fine-tune before trusting its features."
-        )
-    out["encoder.stems.sentinel2.conv.weight"] = place_rgb(stem, modalities["sentinel2"])
+    out["encoder.stems.sentinel2.conv.weight"] = rgb_stem(
+        stem, target_stride, patch, exact_patch, modalities["sentinel2"], report
+    )
     out["encoder.stems.sentinel2.conv.bias"] = src.take("embeddings.patch_embeddings.bias", (dims[0],))
     out["encoder.stems.sentinel2.norm.weight"] = src.take("embeddings.layernorm.weight", (dims[0],))
     out["encoder.stems.sentinel2.norm.bias"] = src.take("embeddings.layernorm.bias", (dims[0],))
     for name in modalities:
         out[f"encoder.modality_embeddings.{name}"] = torch.zeros(dims[0])  # ConvNeXt V2 has none
-    report.notes.append(
-        "RGB stem filters placed on B04/B03/B02 by name, zero on the other bands; modality embeddings zero. "
-        "Inputs are normalised with GeoMeld's Sentinel-2 statistics, not ImageNet's."
-    )
+    report.notes.append("inputs are normalised with GeoMeld's Sentinel-2 statistics, not ImageNet's")
     extra = [m for m in modalities if m != "sentinel2"]
     if extra:
         report.notes.append(f"stems of {extra} are not in the source and keep their random initialisation")

@@ -196,15 +196,7 @@ def convert_mmearth(
         out[f"{enc}{s}.conv.weight"], out[f"{enc}{s}.conv.bias"] = dw, mk.flat(src.take("stem.0.bias", (1, dims[0])))
         out[f"{enc}{s}.norm.weight"], out[f"{enc}{s}.norm.bias"] = layout.norm("stem.1", dims[0])
     out[f"{enc}modality_embeddings.sentinel2"] = torch.zeros(dims[0])  # MMEarth has one input modality
-    for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
-        if i > 0:
-            w, b = layout.norm(f"downsample_layers.{i - 1}.0", dims[i - 1])
-            out[f"{enc}downsamples.{i}.norm.weight"], out[f"{enc}downsamples.{i}.norm.bias"] = w, b
-            w, b = layout.conv(f"downsample_layers.{i - 1}.1", dims[i - 1], dim, 2)
-            out[f"{enc}downsamples.{i}.conv.weight"], out[f"{enc}downsamples.{i}.conv.bias"] = w, b
-        for j in range(depth):
-            for name, value in layout.block(f"stages.{i}.{j}", dim).items():
-                out[f"{enc}stages.{i}.{j}.{name}"] = value
+    out |= layout.stages(depths, dims, enc, first_downsample=0)
     # the sparse encoder has no final norm: the pooled-output LayerNorm is identity
     out[f"{enc}norm.weight"], out[f"{enc}norm.bias"] = torch.ones(dims[-1]), torch.zeros(dims[-1])
     report.notes.append("MMEarth's encoder has no final norm: the pooled-output LayerNorm is identity")

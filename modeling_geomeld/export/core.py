@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -69,10 +69,11 @@ def graphs_of(model: GeoMeldPreTrainedModel, with_valid_mask: bool = False) -> d
     elif isinstance(model, GeoMeldModel):
         graphs = {"encoder": EncoderGraph(model.encoder, model.visual_projection, with_valid_mask)}
     else:
-        graphs = {"encoder": EncoderGraph(model.geomeld.encoder, None, with_valid_mask)}  # type: ignore[arg-type]
-    for cls, task in _TASKS.items():
+        task = cast(GeoMeldForImageClassification, model)
+        graphs = {"encoder": EncoderGraph(task.geomeld.encoder, None, with_valid_mask)}
+    for cls, name in _TASKS.items():
         if isinstance(model, cls):
-            graphs[task] = TaskGraph(model, with_valid_mask)
+            graphs[name] = TaskGraph(cast(GeoMeldForImageClassification, model), with_valid_mask)
     for g in graphs.values():
         g.eval()
     return graphs
@@ -197,9 +198,9 @@ def export_model(
     suffix = ".onnx" if fmt == "onnx" else ".pt2"
     files: dict[str, Any] = {}
     for name, graph in graphs_of(model, with_valid_mask).items():
-        path = export_graph(graph, model.config, out / f"{name}{suffix}", fmt, opset)
+        path = export_graph(graph, cast(GeoMeldConfig, model.config), out / f"{name}{suffix}", fmt, opset)
         files[name] = {"file": path.name, "inputs": graph.input_names, "outputs": list(graph.output_names)}
-    info = {"format": fmt, "graphs": files, "with_valid_mask": with_valid_mask, "torch": torch.__version__}
+    info: dict[str, Any] = {"format": fmt, "graphs": files, "with_valid_mask": with_valid_mask, "torch": torch.__version__}
     info |= deployment_config(model, processor)
     if not with_valid_mask:
         info["valid_mask"] = "not an input: pixels with a non-finite value (NaN) in any band are no-data, as in the eager model"

@@ -38,6 +38,10 @@ class _Graph(nn.Module):
         return pixels, valid
 
     @property
+    def output_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
     def input_names(self) -> list[str]:
         return self.modalities + ([f"valid_mask_{m}" for m in self.modalities] if self.with_valid_mask else [])
 
@@ -79,7 +83,9 @@ class TaskGraph(_Graph):
     """Pixels -> logits of a task model: (B, num_labels) for classification, (B, num_labels, H, W) for
     segmentation."""
 
-    output_names = ["logits"]
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits"]
 
     def __init__(
         self, model: GeoMeldForImageClassification | GeoMeldForSemanticSegmentation, with_valid_mask: bool = False
