@@ -20,6 +20,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "modeling_geomeld.demo",
     "modeling_geomeld.pretrain_cli",
     "modeling_geomeld.finetune_cli",
+    "modeling_geomeld.conversion.cli",
+    "modeling_geomeld.export.cli",
     "dataset_scripts.cli",
     "dataset_scripts.captions.cli",
     "space_app.cli",

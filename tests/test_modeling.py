@@ -96,7 +96,12 @@ def test_no_data_pixels_are_ignored_and_losses_finite(pretrain_model: GeoMeldFor
     t["dem"][:, :, 30:, :] = float("nan")
     t["dynamic_world"][:] = -1  # no Dynamic World labels anywhere: contributes nothing
     out = pretrain_model(x, targets=t, **captions(), mask=_mask())
-    assert "dynamic_world" not in out.mpmae_losses
+    # no valid masked pixel: the loss is 0 over 0 pixels and the term (log-variance included) is dropped
+    assert int(out.mpmae_pixels["dynamic_world"]) == 0 and float(out.mpmae_losses["dynamic_world"].detach()) == 0.0
+    s = pretrain_model.loss_log_vars
+    present = [n for n in out.mpmae_losses if n != "dynamic_world"]
+    expected = sum(torch.exp(-s[n]) * out.mpmae_losses[n] + s[n] for n in present)
+    assert torch.allclose(out.mpmae_loss, expected, atol=1e-6)
     for part in (out.loss, out.mpmae_loss, out.jepa_loss, out.itc_loss, *out.mpmae_losses.values()):
         assert torch.isfinite(part)
     # changing values under the no-data strip changes nothing
@@ -125,7 +130,7 @@ def test_masks_are_reproducible_from_noise_or_generator(pretrain_model: GeoMeldF
     d = pretrain_model(x, targets=t, generator=torch.Generator().manual_seed(4))
     assert torch.equal(c.mask, d.mask)
     assert int(a.mask.sum(dim=(1, 2)).unique().numel()) == 1  # every sample masks the same count
-    assert int(a.mask[0].sum()) == round(0.6 * GRID * GRID)
+    assert int(a.mask[0].sum()) == 6  # FCMAE's count: L - int(L * (1 - 0.6)) = 9 - int(3.6) (round() would give 5)
 
 
 def test_gradients_reach_every_trainable_parameter_and_never_the_ema() -> None:
@@ -347,7 +352,7 @@ def test_patch_8_at_56_px_and_unshared_decoder_blocks() -> None:
     mask = random_patch_mask(3, (7, 7), 0.6, generator=torch.Generator().manual_seed(0))
     out = model(x, targets={k: v[:3, ..., :56, :56] for k, v in targets(size=56).items()}, mask=mask)
     assert out.reconstructions["dem"].shape == (3, 2, 56, 56)
-    assert int(mask[0].sum()) == round(0.6 * 49)
+    assert int(mask[0].sum()) == 49 - int(49 * 0.4)
     out.loss.backward()
     assert model.decoder.blocks["dem"][0].dwconv.weight.grad is not None
 
