@@ -5,6 +5,7 @@ weight-decay exclusions, FCMAE/MMEarth learning-rate scaling)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_patch_normalisation_skips_no_data_pixels() -> None:
 
 @pytest.mark.parametrize(("patches", "ratio"), [(9, 0.6), (49, 0.6), (64, 0.6), (196, 0.75), (49, 0.0), (10, 0.5)])
 def test_mask_count_is_fcmae_s(patches: int, ratio: float) -> None:
-    side = int(math.isqrt(patches))
+    side = math.isqrt(patches)
     grid = (side, patches // side)
     len_keep = int(grid[0] * grid[1] * (1 - ratio))  # FCMAE gen_random_mask
     mask = random_patch_mask(4, grid, ratio, generator=torch.Generator().manual_seed(0))
@@ -133,7 +134,7 @@ def test_learning_rate_scaling_and_betas_follow_fcmae() -> None:
     assert ADAM_BETAS == (0.9, 0.95)
 
 
-def test_trainer_builds_adamw_with_these_groups(tmp_path) -> None:  # noqa: ANN001
+def test_trainer_builds_adamw_with_these_groups(tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
     from modeling_geomeld.pretraining import GeoMeldTrainer

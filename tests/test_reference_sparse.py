@@ -18,6 +18,7 @@ in float64 with patch masks and with per-pixel no-data that does not align with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -84,7 +85,7 @@ def strided_conv(sp: Sparse, weight: torch.Tensor, bias: torch.Tensor, depthwise
     return Sparse(parents, out, shape)
 
 
-def pointwise(sp: Sparse, fn) -> Sparse:  # noqa: ANN001 - any per-site function
+def pointwise(sp: Sparse, fn: Callable[[torch.Tensor], torch.Tensor]) -> Sparse:
     return Sparse(sp.coords, fn(sp.feats), sp.shape)
 
 
