@@ -29,7 +29,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import ConvNextV2Config, ConvNextV2Model
@@ -67,14 +67,14 @@ def _step_fn(
     caption: dict[str, torch.Tensor] = {}
     if cfg.use_itc:
         if text == "features":
-            caption = {"text_features": torch.randn(batch, cfg.text_config.hidden_size, generator=g)}
+            caption = {"text_features": torch.randn(batch, cast(Any, cfg.text_config).hidden_size, generator=g)}
         else:
             ids = torch.randint(1000, 30000, (batch, 32), generator=g)
             caption = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    grid = size // cfg.encoder_config.patch_size
+    grid = size // cfg.encoder_cfg.patch_size
 
     def step() -> None:
-        mask = random_patch_mask(batch, (grid, grid), cfg.encoder_config.mask_ratio, generator=g)
+        mask = random_patch_mask(batch, (grid, grid), cfg.encoder_cfg.mask_ratio, generator=g)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = forward(pixel, targets=targets, mask=mask, **caption)
         opt.zero_grad(set_to_none=True)
@@ -87,7 +87,7 @@ def _step_fn(
 
 def _encoder_fns(batch: int, size: int, stem_type: str) -> dict[str, Callable[[], None]]:
     torch.manual_seed(0)
-    cfg = GeoMeldConfig.from_preset("paper-atto", encoder_config={"stem_type": stem_type}).encoder_config
+    cfg = GeoMeldConfig.from_preset("paper-atto", encoder_config={"stem_type": stem_type}).encoder_cfg
     ours = GeoMeldEncoder(cfg).train()
     hf = ConvNextV2Model(
         ConvNextV2Config(num_channels=12, patch_size=cfg.stem_stride, depths=cfg.depths, hidden_sizes=cfg.dims, drop_path_rate=0.0)

@@ -143,6 +143,7 @@ def test_trainer_builds_adamw_with_these_groups(tmp_path: Path) -> None:
     args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.05, adam_beta1=ADAM_BETAS[0], adam_beta2=ADAM_BETAS[1], report_to=[], use_cpu=True)
     trainer = GeoMeldTrainer(model=model, args=args)
     opt = trainer.create_optimizer()
+    assert model.decoder is not None
     assert all(g["betas"] == (0.9, 0.95) for g in opt.param_groups)
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(model.geomeld.logit_scale) not in decayed and id(model.decoder.mask_token) not in decayed
