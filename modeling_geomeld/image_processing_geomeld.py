@@ -49,13 +49,17 @@ class GeoMeldBatchFeature(BatchFeature):
     """A `BatchFeature` whose values may be dicts of tensors (one per modality); `.to()` moves them all."""
 
     def to(self, *args: Any, **kwargs: Any) -> GeoMeldBatchFeature:
+        """Move every tensor (inside modality dicts too) as `BatchFeature.to` does: a dtype, positional
+        (`.to("cuda", torch.bfloat16)`) or keyword, casts floating tensors only; ids, masks and bool maps
+        keep their dtype and only change device."""
+        device = kwargs.get("device") or next((a for a in args if not isinstance(a, torch.dtype)), None)
+        non_blocking = bool(kwargs.get("non_blocking", False))
+
         def move(v: Any) -> Any:
             if isinstance(v, torch.Tensor):
-                return (
-                    v.to(*args, **kwargs)
-                    if v.is_floating_point() or not kwargs.get("dtype")
-                    else v.to(v.device)
-                )
+                if v.is_floating_point():
+                    return v.to(*args, **kwargs)
+                return v.to(device=device, non_blocking=non_blocking) if device is not None else v
             if isinstance(v, dict):
                 return {k: move(x) for k, x in v.items()}
             return v

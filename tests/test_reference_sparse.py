@@ -18,7 +18,9 @@ in float64 with patch masks and with per-pixel no-data that does not align with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -84,11 +86,11 @@ def strided_conv(sp: Sparse, weight: torch.Tensor, bias: torch.Tensor, depthwise
     return Sparse(parents, out, shape)
 
 
-def pointwise(sp: Sparse, fn) -> Sparse:  # noqa: ANN001 - any per-site function
+def pointwise(sp: Sparse, fn: Callable[[torch.Tensor], torch.Tensor]) -> Sparse:
     return Sparse(sp.coords, fn(sp.feats), sp.shape)
 
 
-def layer_norm(sp: Sparse, norm: torch.nn.LayerNorm) -> Sparse:
+def layer_norm(sp: Sparse, norm: Any) -> Sparse:
     return pointwise(sp, lambda f: F.layer_norm(f, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
 
 
@@ -103,7 +105,7 @@ def grn(sp: Sparse, gamma: torch.Tensor, beta: torch.Tensor) -> Sparse:
     return Sparse(sp.coords, out, sp.shape)
 
 
-def block(sp: Sparse, blk: torch.nn.Module) -> Sparse:
+def block(sp: Sparse, blk: Any) -> Sparse:
     y = submanifold_conv(sp, blk.dwconv.weight, blk.dwconv.bias, depthwise=True)
     y = layer_norm(y, blk.norm)
     y = pointwise(y, lambda f: F.gelu(blk.pwconv1(f)))
@@ -112,7 +114,7 @@ def block(sp: Sparse, blk: torch.nn.Module) -> Sparse:
     return Sparse(sp.coords, sp.feats + y.feats, sp.shape)
 
 
-def stem(sp: Sparse, module: torch.nn.Module, stem_type: str) -> Sparse:
+def stem(sp: Sparse, module: Any, stem_type: str) -> Sparse:
     if stem_type == "convnext":
         x = strided_conv(sp, module.conv.weight, module.conv.bias, depthwise=False)
     else:  # MMEarth: submanifold 3x3 conv + LN + GELU, depthwise strided conv
@@ -122,10 +124,11 @@ def stem(sp: Sparse, module: torch.nn.Module, stem_type: str) -> Sparse:
     return layer_norm(x, module.norm)
 
 
-def reference_encoder(enc: GeoMeldEncoder, pixels: torch.Tensor, active: torch.Tensor, stem_type: str) -> list[Sparse]:
+def reference_encoder(enc: Any, pixels: torch.Tensor, active: torch.Tensor, stem_type: str) -> list[Sparse]:
     """Sparse encoding of one modality (`sentinel2`); `active` (B, H, W) bool: valid and not masked."""
     coords = active.nonzero()
-    sp = Sparse(coords, pixels.permute(0, 2, 3, 1)[active], tuple(active.shape))
+    b, h, w = active.shape
+    sp = Sparse(coords, pixels.permute(0, 2, 3, 1)[active], (b, h, w))
     x = stem(sp, enc.stems["sentinel2"], stem_type)
     x = pointwise(x, lambda f: f + enc.modality_embeddings["sentinel2"])
     out = []
@@ -160,7 +163,7 @@ def _no_data(seed: int) -> torch.Tensor:
 def test_visible_features_equal_a_sparse_reference(stem_type: str, scenario: str) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(encoder_config={"input_modalities": {"sentinel2": list(SENTINEL2_BANDS)}, "stem_type": stem_type})
-    enc = GeoMeldEncoder(cfg.encoder_config).double().eval()
+    enc = GeoMeldEncoder(cfg.encoder_cfg).double().eval()
     with torch.no_grad():
         for p in enc.parameters():
             p.copy_(torch.randn_like(p) * 0.4)
