@@ -21,7 +21,7 @@ sheet, so a "build" of a few hundred varied tiles is captioned from real measure
    for the *old* captions (the fact sheet without the new sources: spectral cover, SAR texture/water,
    release terrain class and water, OSM tags; radar facts dropped too, as the old template never used
    them) against the *new* ones; then image -> text R@1/R@5 on held-out spatial blocks (of every
-   TerraMind location's 3 x 3 crops of 64 px, the block ``modeling_geomeld.evidence.HELD_OUT_CROPS``)
+   TerraMind location's 3 x 3 crops of 64 px, the block ``modeling_geomeld.evaluation.evidence.HELD_OUT_CROPS``)
    after a short pretraining of a tiny GeoMeld-FM with each caption set, same seed, init and batches.
 
     python benchmarks/bench_captions.py --crops 200 --steps 60 --out benchmarks/results/captions.json
@@ -235,8 +235,8 @@ def pretrain_retrieval(
     import torch
 
     from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-    from modeling_geomeld.pretraining import PretrainingCollator, evaluate_pretraining
     from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer
+    from modeling_geomeld.training.pretraining import PretrainingCollator, evaluate_pretraining
 
     torch.manual_seed(seed)
     targets = {"sentinel2": [], "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"]}
@@ -266,7 +266,7 @@ def pretrain_retrieval(
 
 
 def every_signal(data: Path, workdir: Path, k: int, steps: int, seed: int) -> dict[str, Any]:
-    from modeling_geomeld.evidence import HELD_OUT_CROPS
+    from modeling_geomeld.evaluation.evidence import HELD_OUT_CROPS
 
     samples = no_land_cover_samples(data, workdir)
     sheets = [sheet_of(s) for s in samples]

@@ -26,8 +26,8 @@ def run_mode(mode: str, root: str, seeds: list[int], steps: int, model_size: str
 
     from dataset_scripts.tasks import majority_baseline, terramind_landcover
     from modeling_geomeld import GeoMeldConfig, GeoMeldForSemanticSegmentation, GeoMeldImageProcessor
-    from modeling_geomeld.finetune_cli import score_fn
-    from modeling_geomeld.finetuning import prepare_model, run_seeds
+    from modeling_geomeld.training.finetune_cli import score_fn
+    from modeling_geomeld.training.finetuning import prepare_model, run_seeds
 
     torch.set_num_threads(2)
     cfg = GeoMeldConfig.from_preset(model_size)

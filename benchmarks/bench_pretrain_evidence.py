@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_geomeld.evidence import run_evidence
+from modeling_geomeld.evaluation.evidence import run_evidence
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "terramind-samples"
 

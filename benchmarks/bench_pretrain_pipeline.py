@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     from dataset_scripts.loading import load_geomeld
     from dataset_scripts.terramind import write_terramind_manifest
     from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-    from modeling_geomeld.pretraining import RowCollator
     from modeling_geomeld.text import load_text_tokenizer
+    from modeling_geomeld.training.pretraining import RowCollator
 
     tmp = Path(tempfile.mkdtemp())
     manifest = write_terramind_manifest(args.root, tmp / "m.csv")

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from modeling_geomeld.finetuning import TaskData
 from modeling_geomeld.modalities import get_modality
+from modeling_geomeld.training.finetuning import TaskData
 
 #: locations held out of training in `terramind-landcover` (whole locations, never neighbouring crops)
 # Tanzania (grass, crops) and Denmark (crops, grass, trees, built): every test class occurs in training

@@ -17,9 +17,9 @@ from dataset_scripts.errors import UsageError
 
 #: modules that contribute subcommands, each exposing ``register(subparsers) -> None``
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "modeling_geomeld.demo",
-    "modeling_geomeld.pretrain_cli",
-    "modeling_geomeld.finetune_cli",
+    "modeling_geomeld.demo.demo",
+    "modeling_geomeld.training.pretrain_cli",
+    "modeling_geomeld.training.finetune_cli",
     "modeling_geomeld.conversion.cli",
     "modeling_geomeld.export.cli",
     "dataset_scripts.cli",

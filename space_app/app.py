@@ -295,7 +295,7 @@ class RetrievalService:
         k: int = 5, exclude_self: bool = True,
     ) -> dict[str, Any]:  # fmt: skip
         """Best captions and most similar images for a dataset sample (by tile id) or an aligned upload."""
-        from modeling_geomeld.pretraining import row_to_sample
+        from modeling_geomeld.training.pretraining import row_to_sample
 
         if sample is None:
             if not tile_id:

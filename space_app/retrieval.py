@@ -65,7 +65,7 @@ class Embedder:
         import torch
 
         from modeling_geomeld import GeoMeldModel, GeoMeldProcessor
-        from modeling_geomeld.pretraining import PretrainingCollator
+        from modeling_geomeld.training.pretraining import PretrainingCollator
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -237,7 +237,7 @@ def build_index(
 
     from tqdm.auto import tqdm
 
-    from modeling_geomeld.pretraining import row_to_sample
+    from modeling_geomeld.training.pretraining import row_to_sample
 
     started = time.perf_counter()
     out = Path(out)
@@ -327,7 +327,7 @@ def evaluate_retrieval(
     from tqdm.auto import tqdm
 
     from modeling_geomeld.evaluation import retrieval_recall
-    from modeling_geomeld.pretraining import row_to_sample
+    from modeling_geomeld.training.pretraining import row_to_sample
 
     embedder = embedder or Embedder(checkpoint)
     image_vecs: list[np.ndarray] = []

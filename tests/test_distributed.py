@@ -19,7 +19,7 @@ DRIVER = textwrap.dedent(
     """
     import hashlib, json, os, sys
     import torch
-    from modeling_geomeld import pretraining
+    from modeling_geomeld.training import pretraining
 
     seen = []
     collate = pretraining.RowCollator.__call__

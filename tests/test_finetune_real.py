@@ -9,8 +9,8 @@ import torch
 
 from dataset_scripts.tasks import TERRAMIND_TEST_LOCATIONS, majority_baseline, terramind_landcover
 from modeling_geomeld import GeoMeldConfig, GeoMeldForSemanticSegmentation, GeoMeldImageProcessor
-from modeling_geomeld.finetune_cli import score_fn
-from modeling_geomeld.finetuning import run_seeds
+from modeling_geomeld.training.finetune_cli import score_fn
+from modeling_geomeld.training.finetuning import run_seeds
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from modeling_geomeld import (
     GeoMeldForPreTraining,
     GeoMeldForSemanticSegmentation,
 )
-from modeling_geomeld.finetuning import (
+from modeling_geomeld.training.finetuning import (
     TaskData,
     encoder_layer_id,
     interquartile_mean,

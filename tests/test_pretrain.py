@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoProcessor, TrainerCallback
 
 from dataset_scripts.build import BuildOptions, build
 from modeling_geomeld import GeoMeldModel, GeoMeldProcessor
-from modeling_geomeld.pretraining import pretrain
+from modeling_geomeld.training.pretraining import pretrain
 
 SMALL = {"encoder_config": {"image_size": 64}}
 

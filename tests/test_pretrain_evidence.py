@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_geomeld.evidence import run_evidence
+from modeling_geomeld.evaluation.evidence import run_evidence
 
 
 def test_objectives_beat_baselines_on_held_out_blocks(terramind_dir: Path) -> None:

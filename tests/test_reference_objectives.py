@@ -14,7 +14,7 @@ from _tiny import IMAGE, inputs, tiny_config
 from modeling_geomeld import GeoMeldForPreTraining, contrastive_loss
 from modeling_geomeld.masking import random_patch_mask
 from modeling_geomeld.modeling_geomeld import masked_mse_loss
-from modeling_geomeld.pretraining import (
+from modeling_geomeld.training.pretraining import (
     ADAM_BETAS,
     LogitScaleClampCallback,
     decay_parameter_names,
@@ -137,7 +137,7 @@ def test_learning_rate_scaling_and_betas_follow_fcmae() -> None:
 def test_trainer_builds_adamw_with_these_groups(tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
-    from modeling_geomeld.pretraining import GeoMeldTrainer
+    from modeling_geomeld.training.pretraining import GeoMeldTrainer
 
     model = GeoMeldForPreTraining(tiny_config())
     args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.05, adam_beta1=ADAM_BETAS[0], adam_beta2=ADAM_BETAS[1], report_to=[], use_cpu=True)

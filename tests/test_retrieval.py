@@ -136,7 +136,7 @@ def test_index_cli_writes_and_extends(space_assets: dict[str, Path], tmp_path: P
 
 
 def test_modality_subsets(service: RetrievalService) -> None:
-    from modeling_geomeld.pretraining import row_to_sample
+    from modeling_geomeld.training.pretraining import row_to_sample
 
     sample = row_to_sample(service.store.row("609U_541L_3_0_0"))
     both = service.embedder.embed_samples([sample])

@@ -20,7 +20,7 @@ from space_app.uploads import discard_upload
 
 def _card(folder: Path, steps: int = 300) -> Path:
     from modeling_geomeld import GeoMeldConfig
-    from modeling_geomeld.pretraining import model_card
+    from modeling_geomeld.training.pretraining import model_card
 
     folder.mkdir(parents=True, exist_ok=True)
     config = GeoMeldConfig.from_preset("tiny")

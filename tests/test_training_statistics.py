@@ -17,7 +17,7 @@ from transformers import AutoProcessor
 from dataset_scripts.build import BuildOptions, build
 from modeling_geomeld import GeoMeldImageProcessor
 from modeling_geomeld.modalities import SENTINEL2_BANDS
-from modeling_geomeld.pretraining import pretrain
+from modeling_geomeld.training.pretraining import pretrain
 from modeling_geomeld.training.statistics import band_shifts, from_stats_json, statistics_markdown
 
 SMALL = {"encoder_config": {"image_size": 64}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .configuration_geomeld import PRETRAINING_PRESETS
+from modeling_geomeld.configuration_geomeld import PRETRAINING_PRESETS
 
 
 def register(subparsers: Any) -> None:
@@ -38,9 +38,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from .pretraining import pretrain
-    from .training.checkpoints import find_resumable_checkpoint
-    from .training.statistics import require_dataset
+    from modeling_geomeld.training.checkpoints import find_resumable_checkpoint
+    from modeling_geomeld.training.pretraining import pretrain
+    from modeling_geomeld.training.statistics import require_dataset
 
     require_dataset(args.dataset)  # a missing folder or an offline hub id: one line, before any model is built
     if args.resume:

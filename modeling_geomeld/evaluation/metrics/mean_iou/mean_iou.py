@@ -25,7 +25,7 @@ Returns:
     mean_iou, mean_accuracy, overall_accuracy (float); per_category_iou, per_category_accuracy
     (numpy arrays, NaN for classes absent from both inputs).
 Examples:
-    >>> metric = evaluate.load("modeling_geomeld/metrics/mean_iou")
+    >>> metric = evaluate.load("modeling_geomeld/evaluation/metrics/mean_iou")
     >>> metric.compute(predictions=[[[0, 1]]], references=[[[0, 0]]], num_labels=2)["mean_iou"]
     0.25
 """

@@ -17,7 +17,7 @@ Args:
 Returns:
     accuracy (float): in [0, 1].
 Examples:
-    >>> metric = evaluate.load("modeling_geomeld/metrics/accuracy")
+    >>> metric = evaluate.load("modeling_geomeld/evaluation/metrics/accuracy")
     >>> metric.compute(predictions=[0, 1, 2], references=[0, 1, 1])
     {'accuracy': 0.6666666666666666}
 """

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .modalities import get_modality, resolve
-from .training.checkpoints import AtomicCheckpointMixin, resume_checkpoint
-from .training.statistics import dataset_statistics, statistics_markdown
+from modeling_geomeld.modalities import get_modality, resolve
+from modeling_geomeld.training.checkpoints import AtomicCheckpointMixin, resume_checkpoint
+from modeling_geomeld.training.statistics import dataset_statistics, statistics_markdown
 
 
 class PretrainingCollator:
@@ -304,9 +304,8 @@ def pretrain(
     from transformers import TrainingArguments
 
     from dataset_scripts.loading import load_geomeld
-
-    from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-    from .text import init_text_tower_from_minilm, load_text_tokenizer
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
+    from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer
 
     statistics = dataset_statistics(dataset)  # before loading: computing them refreshes the dataset card
     train = load_geomeld(dataset, split="train", streaming=streaming)
@@ -390,7 +389,7 @@ def evaluate_pretraining(model: Any, processor: Any, samples: Sequence[Mapping[s
       captions, with chance level.
     Returns the numbers and the batch/outputs needed for plots under `"_batch"` / `"_outputs"`.
     """
-    from .evaluation import retrieval_recall
+    from modeling_geomeld.evaluation import retrieval_recall
 
     model.eval()
     batch = PretrainingCollator(processor)(list(samples))

@@ -50,8 +50,7 @@ def check_task_name(task: str) -> None:
 
 def build_task(args: argparse.Namespace, processor: Any) -> Any:
     from dataset_scripts.tasks import terramind_landcover
-
-    from .training.finetune_setup import open_geobench, terramind_root
+    from modeling_geomeld.training.finetune_setup import open_geobench, terramind_root
 
     check_task_name(args.task)
     if args.task == "terramind-landcover":
@@ -67,7 +66,7 @@ def build_task(args: argparse.Namespace, processor: Any) -> Any:
 
 
 def score_fn(task: Any) -> Any:
-    from .evaluation import accuracy, mean_iou, micro_f1
+    from modeling_geomeld.evaluation import accuracy, mean_iou, micro_f1
 
     def score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         if task.kind == "segmentation":
@@ -90,15 +89,14 @@ def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from dataset_scripts.tasks import majority_baseline
-
-    from . import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
-    from .finetuning import Mode, run_seeds
-    from .training.finetune_setup import (
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
+    from modeling_geomeld.training.finetune_setup import (
         check_against_checkpoint,
         checkpoint_image_processor,
         choose_statistics,
         require_checkpoint,
     )
+    from modeling_geomeld.training.finetuning import Mode, run_seeds
 
     check_task_name(args.task)
     if args.checkpoint:

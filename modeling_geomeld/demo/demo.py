@@ -99,7 +99,7 @@ def _ndvi_class(row: dict[str, Any]) -> int | None:
 
 
 def _embed(model: Any, processor: Any, rows: list[dict[str, Any]]) -> np.ndarray:
-    from .pretraining import PretrainingCollator, row_to_sample
+    from modeling_geomeld.training.pretraining import PretrainingCollator, row_to_sample
 
     batch = PretrainingCollator(processor, use_captions=False, with_targets=False)([row_to_sample(r) for r in rows])
     with torch.no_grad():
@@ -108,7 +108,7 @@ def _embed(model: Any, processor: Any, rows: list[dict[str, Any]]) -> np.ndarray
 
 def _comparisons(trained: dict[str, Any], random_init: dict[str, Any], probe: dict[str, Any] | None, n: int) -> dict[str, dict[str, Any]]:
     """Every held-out metric next to its baseline (see ``evaluation.compare``)."""
-    from .evaluation import chance_margin, compare
+    from modeling_geomeld.evaluation import chance_margin, compare
 
     out: dict[str, dict[str, Any]] = {}
     for name, r in trained["reconstruction"].items():
@@ -131,8 +131,8 @@ def _norm_pix(result: dict[str, Any], model: Any) -> dict[str, dict[str, Any]]:
     """Held-out masked MSE of each per-patch normalised target (``norm_pix_loss_modalities``) in the units the
     model predicts, with the model's own loss function, against the zero predictor: a per-patch normalised
     target has mean 0 in every patch and band, so 0 is its best constant prediction."""
-    from .evaluation import compare
-    from .modeling_geomeld import masked_mse_loss
+    from modeling_geomeld.evaluation import compare
+    from modeling_geomeld.modeling_geomeld import masked_mse_loss
 
     batch, out = result["_batch"], result["_outputs"]
     patch = model.config.encoder_cfg.patch_size
@@ -216,7 +216,7 @@ def _reconstruction_panel(result: dict[str, Any], path: Path, patch: int) -> boo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .modalities import get_modality
+    from modeling_geomeld.modalities import get_modality
 
     batch, out = result["_batch"], result["_outputs"]
     targets = {n: t for n, t in batch.get("targets", {}).items() if n in (out.reconstructions or {}) and not get_modality(n).is_categorical}
@@ -318,11 +318,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from dataset_scripts.build import BuildOptions, build
     from dataset_scripts.errors import UsageError
     from dataset_scripts.loading import load_geomeld
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldProcessor
+    from modeling_geomeld.evaluation import linear_probe
+    from modeling_geomeld.training.pretraining import evaluate_pretraining, pretrain, row_to_sample
     from space_app.about import EVALUATION_FILE
-
-    from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldProcessor
-    from .evaluation import linear_probe
-    from .pretraining import evaluate_pretraining, pretrain, row_to_sample
 
     if args.manifest and not Path(args.manifest).is_file():  # a user mistake: say so before minutes of work
         raise UsageError(f"manifest {args.manifest} does not exist or is not a file; pass a builder manifest (CSV or JSON Lines)")

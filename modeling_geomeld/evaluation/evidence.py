@@ -72,9 +72,14 @@ def split_samples(root: str | Path, split: str) -> tuple[list[dict[str, Any]], l
 
 def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str = "blocks") -> dict[str, Any]:
     """Pretrain on the training samples, evaluate before and after on the held-out ones."""
-    from . import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
-    from .pretraining import ADAM_BETAS, PretrainingCollator, evaluate_pretraining, param_groups
-    from .text import init_text_tower_from_minilm, load_text_tokenizer
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
+    from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer
+    from modeling_geomeld.training.pretraining import (
+        ADAM_BETAS,
+        PretrainingCollator,
+        evaluate_pretraining,
+        param_groups,
+    )
 
     torch.manual_seed(seed)
     train, test = split_samples(root, split)

@@ -20,7 +20,7 @@ Args:
 Returns:
     image_to_text_R@K, text_to_image_R@K for each K, and mR (floats in [0, 1]).
 Examples:
-    >>> metric = evaluate.load("modeling_geomeld/metrics/retrieval_recall")
+    >>> metric = evaluate.load("modeling_geomeld/evaluation/metrics/retrieval_recall")
     >>> metric.compute(predictions=[[0.9, 0.1], [0.2, 0.8]], references=[[0], [1]], ks=[1])["mR"]
     1.0
 """

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 if TYPE_CHECKING:
-    from .configuration_geomeld import GeoMeldConfig
+    from modeling_geomeld.configuration_geomeld import GeoMeldConfig
 
 Mode = Literal["linear", "full", "lora"]
 MODES: tuple[str, ...] = ("linear", "full", "lora")

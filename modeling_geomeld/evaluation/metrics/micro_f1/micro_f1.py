@@ -18,7 +18,7 @@ Args:
 Returns:
     micro_f1 (float): in [0, 1].
 Examples:
-    >>> metric = evaluate.load("modeling_geomeld/metrics/micro_f1")
+    >>> metric = evaluate.load("modeling_geomeld/evaluation/metrics/micro_f1")
     >>> metric.compute(predictions=[[1, 0], [1, 1]], references=[[1, 0], [0, 1]])
     {'micro_f1': 0.8}
 """

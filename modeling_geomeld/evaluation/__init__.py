@@ -2,7 +2,7 @@
 
 The GEO-Bench protocol (spec section 4) scores m-bigearthnet with micro-F1 over its 43 labels, m-so2sat and
 the other classification tasks with accuracy, the segmentation tasks with mean IoU, and cross-modal
-retrieval with recall@K in both directions. The numbers live here once: `modeling_geomeld/metrics/<name>/`
+retrieval with recall@K in both directions. The numbers live here once: `modeling_geomeld/evaluation/metrics/<name>/`
 wraps each function in a thin `evaluate.Metric` so that `evaluate.load(path)` works offline (nothing is
 bundled with `evaluate`, and the hub copy cannot be fetched on an offline machine), and
 `geomeld finetune` calls the same functions directly, so the two can never disagree.
