@@ -143,9 +143,10 @@ def _norm_pix(result: dict[str, Any], model: Any) -> dict[str, dict[str, Any]]:
             continue
         valid = torch.isfinite(target).all(1)
         clean = torch.nan_to_num(target)
-        value = masked_mse_loss(pred, clean, valid, out.mask, patch, True)
-        zero = masked_mse_loss(torch.zeros_like(pred), clean, valid, out.mask, patch, True)
-        if value is not None and zero is not None:
+        mode = model.config.decoder_cfg.norm_pix_mode  # the target the model was trained on
+        value, pixels = masked_mse_loss(pred, clean, valid, out.mask, patch, mode)
+        zero, _ = masked_mse_loss(torch.zeros_like(pred), clean, valid, out.mask, patch, mode)
+        if int(pixels) > 0:
             comparisons[f"reconstruction_{name}_normpix_mse"] = compare(
                 float(value), float(zero), lower_is_better=True, margin=LOSS_MARGIN * float(zero), n=int(pred.shape[0]), unit="per-patch normalised units²",
                 baseline_name="zero, the best constant for a per-patch normalised target (masked patches, held-out crops)",
