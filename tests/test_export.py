@@ -86,7 +86,12 @@ def test_export_folder_normalises_without_the_package(segmentation_onnx: tuple[P
     _, out = segmentation_onnx
     info = json.loads((out / "export_config.json").read_text())
     rng = np.random.default_rng(0)
-    raw = {i["name"]: rng.uniform(100, 4000, (2, len(i["bands"]), 32, 32)).astype(np.float32) for i in info["inputs"]}
+    # physically plausible values per band: the processor turns absurd ones (4000 dB of S1) into no-data
+    ranges = {"VV": (-25, -5), "VH": (-30, -10), "elevation": (0, 3000), "slope": (0, 45)}
+    raw = {
+        i["name"]: np.stack([rng.uniform(*ranges.get(b, (100, 4000)), (2, 32, 32)) for b in i["bands"]], 1).astype(np.float32)
+        for i in info["inputs"]
+    }
     processor = GeoMeldImageProcessor.from_pretrained(str(out))
     processor.crop_size = None
     feats = processor(raw)
