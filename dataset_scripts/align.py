@@ -59,6 +59,7 @@ from rasterio.windows import Window, from_bounds
 
 from modeling_geomeld.modalities import MODALITIES, Modality, resolve
 
+from .budget import DEFAULT_MAX_READ_VALUES, check_read_budget
 from .sources.manifest import canonical_bands
 from .types import AlignedSample, AnchorRequest, LayerRef, QuarantineError
 
@@ -99,6 +100,8 @@ class AlignConfig:
         max_nodata_fraction: a continuous layer with more no-data than this over the footprint is bad input.
         min_coverage: the fraction of the footprint a file must cover (below it: ``footprint_outside``).
         cloud_probability_threshold: s2cloudless probability above which a pixel counts as cloud.
+        max_read_values: the pixel budget of one raster read, bands x rows x columns, checked from the
+            file's header before reading (:mod:`dataset_scripts.budget`).
     """
 
     size_px: int = 128
@@ -111,6 +114,7 @@ class AlignConfig:
     max_nodata_fraction: float = 0.5
     min_coverage: float = 0.999
     cloud_probability_threshold: float = 0.4
+    max_read_values: int = DEFAULT_MAX_READ_VALUES
 
     def __post_init__(self) -> None:
         if self.size_px < 8:
@@ -351,6 +355,7 @@ def _read_window(
     col1 = min(ds.width, math.ceil(window.col_off + window.width) + 2)
     row1 = min(ds.height, math.ceil(window.row_off + window.height) + 2)
     window = Window(col0, row0, col1 - col0, row1 - row0)
+    check_read_budget(ds.count, row1 - row0, col1 - col0, ds.dtypes[0], config.max_read_values, where)
     try:
         data = ds.read(window=window)
     except RasterioError as err:

@@ -2,16 +2,29 @@
 
 The unit of work is a *shard*: ``shard_size`` consecutive anchors of the source. A Dask task aligns each
 anchor (:func:`dataset_scripts.align.align`), computes its signals, assigns its split by spatial block and
-writes the shard's rows to ``DIR/data/<naip|non_naip>/<split>-<shard>.parquet`` (temporary name, then
-rename), then a marker ``DIR/_build/shard-<shard>.json`` with what it built and quarantined. A shard
+writes the shard's rows to ``DIR/.geomeld_build/data/<naip|non_naip>/<split>-<shard>.parquet`` (temporary
+name, then rename), then a marker ``DIR/.geomeld_build/shard-<shard>.json`` with what it built and quarantined. A shard
 counts as finished only once its marker exists, so ``--resume`` skips exactly the finished shards and
 redoes a shard interrupted half-way; since a shard's rows are sorted and written without timestamps, the
 redone shard is byte-identical to an uninterrupted build's.
 
 Bad input raises :class:`~dataset_scripts.types.QuarantineError` inside a task: the anchor is recorded
 with its reason and the shard goes on (``strict`` re-raises instead and the build stops). Any other
-exception fails its shard: the other shards finish, the report lists the failed ones, and ``--resume``
-retries them. Anchor ids seen twice are quarantined as ``duplicate_anchor`` here, whatever the source.
+exception while processing one anchor (a bug, or input no check foresaw) quarantines that anchor alone as
+``internal`` with ``internal: <type>: <message>`` and its files, never its shard-mates; only a failure
+outside the anchors (writing the shard) fails the shard, which ``--resume`` retries. Anchor ids seen twice
+are quarantined as ``duplicate_anchor`` here, whatever the source.
+
+Where things live while building: the plan, the shard markers and the shards themselves are written under
+the hidden ``DIR/.geomeld_build/`` (``datasets`` ignores hidden folders, so neither a plan-only folder nor an
+interrupted build loads as data). Once every shard is finished, :func:`finalize` moves the shards to
+``DIR/data/<subset>/<split>-<shard>-<fingerprint>.parquet`` (the fingerprint hashes every shard's bytes, and
+the card's configs name it, so ``datasets``' cache, keyed by folder name and configs, can never hand back
+another build's rows), writes the card and, last, ``DIR/build_manifest.json`` with every file's sha256:
+the completed-build marker (:mod:`dataset_scripts.integrity`).
+
+An existing non-empty ``--out`` is refused unless ``--resume`` (finish the GeoMeld build there) or
+``--overwrite`` (remove everything in it first, so nothing of the old build survives).
 """
 
 from __future__ import annotations
@@ -26,11 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from .align import AlignConfig, align
+from .errors import UsageError
+from .integrity import MANIFEST_NAME, fingerprint, sha256_file, write_manifest
+from .ranges import check_value_ranges
 from .settings import resolve_source_options
 from .signals import compute_signals, signal_columns
 from .sources import open_source
 from .types import AlignedSample, AnchorRequest, QuarantineError
 from .writer import sample_row, shard_file, spatial_split, write_shard
+
+#: the hidden folder holding the plan, the shard markers and the shards of a build not yet finalised
+BUILD_DIR = ".geomeld_build"
 
 Item = AnchorRequest | AlignedSample
 
@@ -46,6 +65,9 @@ class BuildOptions:
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
         processes: local workers as processes (GDAL and numpy release the GIL only in part) or threads.
         resume: skip shards whose marker says they are finished.
+        overwrite: empty a non-empty output folder first (otherwise it is refused, unless ``resume``).
+        check_ranges: quarantine samples whose values are implausible for their product
+            (:data:`dataset_scripts.ranges.VALUE_RANGES`: wrong units, untagged fill values).
         strict: stop at the first bad input instead of quarantining it.
         block_deg: side of the spatial blocks that decide splits, degrees.
         split_fractions: train / validation / test shares of blocks.
@@ -60,6 +82,8 @@ class BuildOptions:
     scheduler: str | None = None
     processes: bool = True
     resume: bool = False
+    overwrite: bool = False
+    check_ranges: bool = True
     strict: bool = False
     block_deg: float = 0.5
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -74,6 +98,8 @@ class BuildOptions:
             raise ValueError(f"workers must be 0 (no Dask) or more, found {self.workers}")
         if self.block_deg <= 0:
             raise ValueError(f"block_deg must be positive, found {self.block_deg}")
+        if self.resume and self.overwrite:
+            raise UsageError("expected either resume (keep finished shards) or overwrite (remove them), found both")
 
 
 class BuildError(RuntimeError):
@@ -82,7 +108,7 @@ class BuildError(RuntimeError):
 
 # -- one shard ------------------------------------------------------------------------------------------------
 def marker_path(root: Path, shard: int) -> Path:
-    return root / "_build" / f"shard-{shard:05d}.json"
+    return root / BUILD_DIR / f"shard-{shard:05d}.json"
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -109,6 +135,39 @@ def _check_location(sample: AlignedSample) -> None:
         )
 
 
+def _files_of(item: Item) -> str:
+    """The files an anchor reads, for a quarantine record (the release names its shard member)."""
+    if isinstance(item, AnchorRequest):
+        return ", ".join(dict.fromkeys(layer.path for layer in item.layers))
+    meta = item.metadata
+    return str(meta.get("source_file") or meta.get("path") or meta.get("member") or "")
+
+
+def _internal(item: Item, anchor_id: str, err: Exception) -> dict[str, str]:
+    return {
+        "anchor_id": anchor_id,
+        "reason": "internal",
+        "message": f"internal: {type(err).__name__}: {err}",
+        "file": _files_of(item),
+    }
+
+
+def _process_anchor(item: Item, options: BuildOptions) -> tuple[tuple[str, str], dict[str, Any]]:
+    """One anchor -> (subset, split) and its row."""
+    sample = item if isinstance(item, AlignedSample) else align(item, options.align)
+    _check_location(sample)
+    if options.check_ranges:
+        check_value_ranges(sample)
+    signals = compute_signals(sample)
+    split = spatial_split(sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions)
+    row = sample_row(sample, signals, split, signal_columns(signals))
+    if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
+        from .captions.pipeline import caption_aligned_sample
+
+        row["caption"] = caption_aligned_sample(sample, signals).caption or ""
+    return ("naip" if row["has_naip"] else "non_naip", split), row
+
+
 def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
     """Align, measure and write one shard; returns (and writes as the shard's marker) its summary."""
     out = Path(root)
@@ -117,26 +176,22 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
     for item in items:
         anchor_id = item.tile_id if isinstance(item, AlignedSample) else item.anchor_id
         try:
-            sample = item if isinstance(item, AlignedSample) else align(item, options.align)
-            _check_location(sample)
-            signals = compute_signals(sample)
+            key, row = _process_anchor(item, options)
         except QuarantineError as err:
             if options.strict:
                 raise
             quarantined.append(_record(anchor_id, err))
             continue
-        split = spatial_split(
-            sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions
-        )
-        row = sample_row(sample, signals, split, signal_columns(signals))
-        if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
-            from .captions.pipeline import caption_aligned_sample
-
-            row["caption"] = caption_aligned_sample(sample, signals).caption or ""
-        rows.setdefault(("naip" if row["has_naip"] else "non_naip", split), []).append(row)
+        except Exception as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
+            record = _internal(item, anchor_id, err)
+            if options.strict:
+                raise QuarantineError("internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}") from err
+            quarantined.append(record)
+            continue
+        rows.setdefault(key, []).append(row)
     files: list[dict[str, Any]] = []
     for (subset, split), group in sorted(rows.items()):
-        path = shard_file(out, subset, split, shard)
+        path = shard_file(out / BUILD_DIR, subset, split, shard)
         write_shard(group, path)
         files.append(
             {"path": path.relative_to(out).as_posix(), "subset": subset, "split": split, "rows": len(group)}
@@ -192,8 +247,36 @@ def _plan(
 
 def _clean_temporaries(root: Path) -> None:
     """Remove half-written files of an interrupted run (they never carry a final name)."""
-    for tmp in list(root.glob("data/*/.*.tmp")) + list(root.glob("_build/.*.tmp")):
+    for tmp in list(root.glob(f"{BUILD_DIR}/data/*/.*.tmp")) + list(root.glob(f"{BUILD_DIR}/.*.tmp")):
         tmp.unlink()
+
+
+def _prepare_out(root: Path, options: BuildOptions) -> None:
+    """Refuse a non-empty output that is not ours to resume; empty it with ``overwrite``."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--out {root}: expected a folder, found a file")
+    entries = sorted(root.iterdir()) if root.is_dir() else []
+    if not entries:
+        return
+    ours = (root / BUILD_DIR / "plan.json").is_file() or (root / MANIFEST_NAME).is_file()
+    if options.overwrite:
+        import shutil
+
+        for entry in entries:  # everything: an overwrite keeps nothing the new build does not write
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return
+    if options.resume and ours:
+        return
+    names = ", ".join(e.name for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise UsageError(
+        f"--out {root}: expected an empty or new folder, found {len(entries)} entries ({names})"
+        + ("" if options.resume else "; pass --resume to finish the GeoMeld build there,")
+        + (" which is not a GeoMeld build" if options.resume and not ours else "")
+        + " or --overwrite to replace its contents"
+    )
 
 
 # -- execution ---------------------------------------------------------------------------------------------------
@@ -276,6 +359,11 @@ class BuildReport:
     failed_shards: list[dict[str, Any]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    fingerprint: str = ""
+    #: relative path -> sha256 of every data file of the finished build
+    checksums: dict[str, str] = field(default_factory=dict, repr=False)
+    #: the finished shards' markers (not part of the JSON report: the markers themselves are on disk)
+    summaries: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def summary(self) -> str:
         """A few human lines: tried, built, quarantined by reason, splits, shards."""
@@ -297,6 +385,7 @@ class BuildReport:
 
 
 def _merge(report: BuildReport, summary: dict[str, Any], resumed: bool) -> None:
+    report.summaries.append(summary)
     report.tried += summary["anchors"]
     report.built += summary["built"]
     report.quarantined_anchors.extend(summary["quarantined"])
@@ -331,8 +420,9 @@ def _check_plan(root: Path, source: str, options: BuildOptions, source_options: 
         "split_fractions": list(options.split_fractions),
         "align": asdict(options.align),
         "caption": options.caption,
+        "check_ranges": options.check_ranges,
     }
-    path = root / "_build" / "plan.json"
+    path = root / BUILD_DIR / "plan.json"
     if options.resume and path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in plan if before.get(k) != plan[k])
@@ -342,6 +432,40 @@ def _check_plan(root: Path, source: str, options: BuildOptions, source_options: 
                 f"(before: {[before.get(k) for k in changed]}, now: {[plan[k] for k in changed]})"
             )
     _write_json(path, plan)
+
+
+def final_name(subset: str, split: str, shard: int, fp: str) -> str:
+    """``data/<subset>/<split>-<shard>-<fingerprint>.parquet``: the card's configs glob ``<split>-*-<fingerprint>``."""
+    return f"data/{subset}/{split}-{shard:05d}-{fp}.parquet"
+
+
+def finalize(root: Path, summaries: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """Move every finished shard to its fingerprinted name under ``DIR/data``; returns (fingerprint, sha256s).
+
+    Also removes any other Parquet file under ``DIR/data`` (an earlier build's), so the folder holds exactly
+    this build's rows, and rewrites the shard markers to the final names (``--resume`` of a finished build
+    then finds every shard finished).
+    """
+    entries = [(summary, f) for summary in sorted(summaries, key=lambda s: s["shard"]) for f in summary["files"]]
+    hashes = {f"{f['subset']}/{f['split']}/{summary['shard']}": sha256_file(root / f["path"]) for summary, f in entries}
+    fp = fingerprint(hashes)
+    checksums: dict[str, str] = {}
+    for summary, f in entries:
+        target = final_name(f["subset"], f["split"], summary["shard"], fp)
+        if f["path"] != target:
+            (root / target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(root / f["path"], root / target)
+            f["path"] = target
+        checksums[target] = hashes[f"{f['subset']}/{f['split']}/{summary['shard']}"]
+    for summary in summaries:
+        _write_json(marker_path(root, summary["shard"]), summary)
+    for stale in (root / "data").rglob("*.parquet"):
+        if stale.relative_to(root).as_posix() not in checksums:
+            stale.unlink()
+    for staged in sorted((root / BUILD_DIR / "data").glob("**/"), reverse=True):  # emptied staging folders
+        if staged.is_dir() and not any(staged.iterdir()):
+            staged.rmdir()
+    return fp, checksums
 
 
 def build(
@@ -360,7 +484,10 @@ def build(
     # the one place flags and source options meet: every component gets the values in force
     source_options = resolve_source_options(source, options, source_options)
     root = Path(out).expanduser().resolve()
-    (root / "_build").mkdir(parents=True, exist_ok=True)
+    _prepare_out(root, options)
+    (root / BUILD_DIR).mkdir(parents=True, exist_ok=True)
+    for finished_marker in (MANIFEST_NAME, "build_report.json", f"{BUILD_DIR}/build_report.json"):  # in progress
+        (root / finished_marker).unlink(missing_ok=True)
     _check_plan(root, source, options, source_options)
     _clean_temporaries(root)
     src = open_source(source, strict=options.strict, **source_options)
@@ -394,13 +521,18 @@ def build(
         report.quarantined_anchors + extra, key=lambda r: (r["anchor_id"], r["reason"])
     )
     report.quarantined = dict(sorted(Counter(r["reason"] for r in report.quarantined_anchors).items()))
+    if report.built and not report.failed_shards:
+        report.fingerprint, report.checksums = finalize(root, report.summaries)
     report.elapsed_s = round(time.perf_counter() - started, 3)
-    _write_json(root / "build_report.json", asdict(report))
-    if report.built:
-        write_card(root)
+    # an unfinished build keeps its report hidden too: a top-level JSON file would load as a 1-row "dataset"
+    report_path = root / ("build_report.json" if report.fingerprint else f"{BUILD_DIR}/build_report.json")
+    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in ("summaries", "checksums")})
+    if report.fingerprint:
+        write_card(root, report.fingerprint)
+        write_manifest(root, report.checksums, report.fingerprint, report.rows)  # last: the completion marker
     if report.failed_shards:
         raise BuildError(
-            f"{len(report.failed_shards)} shard(s) failed; rerun with --resume\n{report.summary()}"
+            f"{len(report.failed_shards)} shard(s) failed; rerun with --resume (report: {report_path})\n{report.summary()}"
         )
     if not report.built:
         raise BuildError(f"nothing was built\n{report.summary()}")

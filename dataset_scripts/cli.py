@@ -54,6 +54,11 @@ def _add_build(subparsers: Any) -> None:
         "--resume", action="store_true", help="skip shards an earlier run finished (their markers exist)"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty a non-empty --out first (without it, and without --resume, a non-empty --out is refused)",
+    )
+    p.add_argument(
         "--strict", action="store_true", help="stop at the first bad input instead of quarantining it"
     )
     p.add_argument(
@@ -108,6 +113,7 @@ def _build_options(args: argparse.Namespace) -> Any:
             scheduler=args.scheduler,
             processes=not args.threads,
             resume=args.resume,
+            overwrite=args.overwrite,
             strict=args.strict,
             block_deg=args.block_deg,
             progress=not args.no_progress,
@@ -194,8 +200,28 @@ def _run_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verify(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "verify",
+        help="check a built dataset against the sha256 sums of its build manifest",
+        description="Re-hash every data file of DIR against DIR/build_manifest.json (written when `geomeld build` "
+        "finishes) and report missing, corrupted and extra files. Exits 0 when everything matches, 1 otherwise.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder written by `geomeld build`")
+    p.set_defaults(func=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .integrity import verify
+
+    report = verify(args.dataset)  # a folder that is no completed build raises UsageError (one line, exit 2)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
 def register(subparsers: Any) -> None:
-    """Add the ``build``, ``stats`` and ``card`` subcommands."""
+    """Add the ``build``, ``stats``, ``card`` and ``verify`` subcommands."""
     _add_build(subparsers)
     _add_stats(subparsers)
     _add_card(subparsers)
+    _add_verify(subparsers)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from modeling_geomeld.modalities import MODALITIES
 
+from .loading import decode_table, iter_shard_batches
 from .writer import LAYERS
 
 
@@ -70,23 +70,19 @@ def compute_stats(root: str | Path, max_samples: int = 10000, split: str | None 
     seen = 0
     columns = ["s2_product"] + [c for n in LAYERS for c in (n, f"{n}_shape", f"{n}_dtype", f"{n}_bands")]
     for path in _shards(root, split):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=32, columns=columns):
-            for row in batch.to_pylist():
+        for batch in iter_shard_batches(path, columns):  # page checksums verified; errors name file and tiles
+            products = batch.column("s2_product").to_pylist()
+            names = {n: batch.column(f"{n}_bands").to_pylist() for n in LAYERS}
+            for i, arrays in enumerate(decode_table(batch)):  # float32 with NaN, as the model sees them
                 if seen >= max_samples:
                     break
                 seen += 1
-                for name in LAYERS:
-                    if row[name] is None:
-                        continue
-                    array = np.frombuffer(row[name], dtype=row[f"{name}_dtype"]).reshape(row[f"{name}_shape"])
-                    mod = MODALITIES[name]
-                    if mod.is_categorical:
+                for name, array in arrays.items():
+                    if MODALITIES[name].is_categorical:
                         counts = np.bincount(array.ravel(), minlength=256)
                         classes[name] = classes.get(name, np.zeros(256, dtype=np.int64)) + counts
                     else:
-                        moments.setdefault(_key(name, row["s2_product"]), _Moments()).add(
-                            array, row[f"{name}_bands"]
-                        )
+                        moments.setdefault(_key(name, products[i]), _Moments()).add(array, names[name][i])
     out: dict[str, Any] = {
         "samples": seen,
         "bands": {k: m.result() for k, m in sorted(moments.items())},

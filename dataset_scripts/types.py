@@ -81,8 +81,9 @@ class QuarantineError(Exception):
 
     ``reason`` is a short machine-friendly code (``"corrupt_file"``, ``"missing_crs"``,
     ``"band_count_mismatch"``, ``"all_nodata"``, ``"nan_filled"``, ``"footprint_outside"``,
-    ``"date_outside_window"``, ``"unreadable_path"``, ``"duplicate_anchor"``); ``str(err)`` says what
-    was expected and what was found.
+    ``"date_outside_window"``, ``"unreadable_path"``, ``"duplicate_anchor"``, ``"pixel_budget"``,
+    ``"implausible_units"``, ``"out_of_range"``; ``"internal"`` is what the builder records for any other
+    exception on one anchor); ``str(err)`` says what was expected and what was found.
     """
 
     def __init__(self, reason: str, message: str):

@@ -28,7 +28,7 @@ FAST = BuildOptions(workers=0, progress=False)
 
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-            and p.parts[len(root.parts)] in ("data", "_build")}  # fmt: skip
+            and p.parts[len(root.parts)] in ("data", ".geomeld_build", "build_manifest.json")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_the_same_inputs_give_byte_identical_shards_and_resume_finishes_an_inter
     )
     monkeypatch.setattr(build_module, "write_shard", real_write)
     # what a killed process leaves behind: a half-written temporary file, which the resumed build removes
-    stale = tmp_path / "data" / "non_naip" / ".train-00001.parquet.tmp"
+    stale = tmp_path / ".geomeld_build" / "data" / "non_naip" / ".train-00001.parquet.tmp"
     stale.write_bytes(b"PAR1 half a shard")
     report = build(f"manifest:{manifest}", tmp_path, BuildOptions(**{**options.__dict__, "resume": True}))
     assert (report.shards_resumed, report.shards_written, report.built) == (2, 1, 6)
@@ -124,7 +124,9 @@ def test_load_dataset_map_style_streaming_and_node_split(
     )
     assert set(arrays) == set(expected.arrays)
     for name, array in arrays.items():
-        np.testing.assert_array_equal(array, expected.arrays[name])
+        # native storage (writer.STORAGE): S2 rounds to whole DN, float16 layers within their stated error
+        tolerance = {"sentinel2": 0.5, "sentinel1": 2**-6, "dem": 2.0, "canopy_height": 2**-5}.get(name, 0)
+        np.testing.assert_allclose(array, expected.arrays[name], rtol=0, atol=tolerance)
         assert band_names(row)[name] == list(expected.bands[name])
     assert decode_row(row, ["dynamic_world"], class_indices=True)["dynamic_world"].max() <= 8
     batch = ds[split].with_transform(decode_batch)[:2]
@@ -168,12 +170,15 @@ def test_corrupt_corpus_is_quarantined_with_each_reason(tmp_path: Path) -> None:
     got = {r["anchor_id"]: r["reason"] for r in report.quarantined_anchors}
     assert got == {k: v for k, v in EXPECTED.items() if v is not None}
     assert report.built == 1 and report.tried == len(EXPECTED)
-    assert "quarantined 11" in report.summary() and "corrupt_file 2" in report.summary()
+    assert f"quarantined {len(EXPECTED) - 1}" in report.summary() and "corrupt_file 2" in report.summary()
     messages = {r["anchor_id"]: r["message"] for r in report.quarantined_anchors}
     assert (
         "expected 3 bands as the manifest names" in messages["band_mismatch"]
         and "found 12" in messages["band_mismatch"]
     )
+    assert (tmp_path / "corpus" / "huge_dem.tif").stat().st_size < 300_000  # declares 150000^2 px
+    assert "61.0 GiB of float32" in messages["huge_dem"] and "refused before reading" in messages["huge_dem"]
+    assert "most often -32768" in messages["s2_fill"] and "linear power" in messages["s1_linear"]
     on_disk = json.loads((tmp_path / "out" / "build_report.json").read_text())
     assert on_disk["quarantined"]["corrupt_file"] == 2
 
@@ -250,7 +255,8 @@ def test_a_build_from_the_release_format_fills_the_naip_config(tmp_path: Path) -
     from make_release import make_release
 
     release = make_release(tmp_path / "release", 8)
-    report = build(f"geomeld-release:{release}", tmp_path / "out", FAST)
+    # the fixture's planes hold per-band id constants (S1 ~183 "dB"), not physical values: no range check here
+    report = build(f"geomeld-release:{release}", tmp_path / "out", BuildOptions(workers=0, progress=False, check_ranges=False))
     assert report.built >= 1 and set(report.quarantined) <= {"corrupt_file", "band_count_mismatch"}
     card = (tmp_path / "out" / "README.md").read_text()
     assert "config_name: naip" in card

@@ -69,11 +69,11 @@ def test_decode_table_matches_decode_row_without_copying(shard: Path) -> None:
     # two chunks per column, the second a slice: offsets into shared buffers must be honoured
     chunked = pa.concat_tables([table.slice(0, 7), table.slice(7)])
     assert chunked.column("sentinel2").num_chunks >= 2
-    decoded = decode_table(chunked)
+    decoded = decode_table(chunked, native=True)
     rows = table.to_pylist()
     assert len(decoded) == ROWS
     for row, arrays in zip(rows, decoded, strict=True):
-        expected = decode_row(row)
+        expected = decode_row(row, native=True)
         assert set(arrays) == set(expected)
         for name, array in arrays.items():
             assert array.dtype == expected[name].dtype and array.shape == expected[name].shape
@@ -81,7 +81,7 @@ def test_decode_table_matches_decode_row_without_copying(shard: Path) -> None:
             assert not array.flags.writeable  # a view on Arrow memory, not a copy
     assert "sentinel1" in decoded[0] and "sentinel1" not in decoded[1] and "naip" in decoded[1]
     assert decoded[1]["naip"].shape == (4, 10 * SIZE, 10 * SIZE) and decoded[1]["naip"].dtype == np.uint16
-    np.testing.assert_array_equal(decoded[2]["sentinel2"], _sample(2).arrays["sentinel2"])
+    np.testing.assert_array_equal(decoded[2]["sentinel2"], np.rint(_sample(2).arrays["sentinel2"]).astype(np.int16))
     data = table.column("sentinel2").chunk(0).buffers()[2]
     assert np.shares_memory(decoded[0]["sentinel2"], np.frombuffer(data, np.uint8))
 
@@ -116,3 +116,23 @@ def test_streaming_arrow_batches_decode_like_rows(shard: Path) -> None:
             for name, array in arrays.items():
                 np.testing.assert_array_equal(array, by_rows[tile][name])
     assert sorted(tiles) == sorted(by_rows) and len(tiles) == ROWS
+
+
+def test_native_dtypes_store_s2_as_int16_s1_as_float16_and_decode_to_float32_with_nan(tmp_path: Path) -> None:
+    sample = _sample(0)  # has Sentinel-1
+    sample.arrays["sentinel2"][0, 0, 0] = np.nan
+    s1 = np.linspace(-60, 60, sample.arrays["sentinel1"].size, dtype=np.float32).reshape(sample.arrays["sentinel1"].shape)
+    s1[1, 2, 3] = np.nan
+    sample.arrays["sentinel1"] = s1
+    row = sample_row(sample, {}, "train", {})
+    assert (row["sentinel2_dtype"], row["sentinel1_dtype"], row["dem_dtype"]) == ("int16", "float16", "float16")
+    arrays = decode_row(row)
+    assert arrays["sentinel2"].dtype == np.float32 and np.isnan(arrays["sentinel2"][0, 0, 0])
+    valid = np.isfinite(sample.arrays["sentinel2"])
+    assert np.abs(arrays["sentinel2"][valid] - sample.arrays["sentinel2"][valid]).max() <= 0.5
+    assert np.isnan(arrays["sentinel1"][1, 2, 3])
+    err = np.abs(arrays["sentinel1"] - s1)[np.isfinite(s1)]
+    small = np.abs(s1)[np.isfinite(s1)] < 32
+    assert err[small].max() <= 2**-7 and err.max() <= 2**-6  # the error STORAGE states
+    assert decode_row(row, native=True)["sentinel2"].dtype == np.int16
+    assert len(row["sentinel2"]) == 13 * SIZE * SIZE * 2  # half of float32
