@@ -23,6 +23,7 @@ from .configuration_geomeld import (
     GeoMeldEncoderConfig,
     GeoMeldPredictorConfig,
 )
+from . import modalities  # the one registry: the module the builder may have loaded already (dataset_scripts.registry)
 from .image_processing_geomeld import GeoMeldBatchFeature, GeoMeldImageProcessor
 from .modalities import MODALITIES, get_modality, reorder_bands, resolve
 from .modeling_geomeld import (
