@@ -15,6 +15,8 @@ from transformers import (
     AutoProcessor,
 )
 
+# the one registry: the module the builder may have loaded already (dataset_scripts.registry)
+from . import modalities as modalities
 from .configuration_geomeld import (
     ENCODER_PRESETS,
     PRETRAINING_PRESETS,
@@ -23,7 +25,6 @@ from .configuration_geomeld import (
     GeoMeldEncoderConfig,
     GeoMeldPredictorConfig,
 )
-from . import modalities  # the one registry: the module the builder may have loaded already (dataset_scripts.registry)
 from .image_processing_geomeld import GeoMeldBatchFeature, GeoMeldImageProcessor
 from .modalities import MODALITIES, get_modality, reorder_bands, resolve
 from .modeling_geomeld import (
