@@ -29,6 +29,7 @@ An existing non-empty ``--out`` is refused unless ``--resume`` (finish the GeoMe
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -36,11 +37,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .align import AlignConfig, align
 from .errors import UsageError
 from .integrity import MANIFEST_NAME, fingerprint, sha256_file, write_manifest
+from .profile import add as add_seconds
+from .profile import collect, stage
+from .profile import lines as profile_lines
+from .profile import table as profile_table
 from .ranges import check_value_ranges
 from .settings import resolve_source_options
 from .signals import compute_signals, signal_columns
@@ -60,8 +65,9 @@ class BuildOptions:
 
     Attributes:
         shard_size: anchors per shard (the unit of work and of resumption).
-        workers: local Dask workers; 0 runs in this process without Dask (debugging). Ignored with
-            ``scheduler``.
+        workers: local Dask workers; 0 runs in this process without Dask; ``"auto"`` (the default) runs
+            in-process below :data:`AUTO_MIN_ANCHORS` anchors to build (or on one CPU), else one local worker
+            per CPU (:func:`choose_execution`). Ignored with ``scheduler``.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
         processes: local workers as processes (GDAL and numpy release the GIL only in part) or threads.
         resume: skip shards whose marker says they are finished.
@@ -78,7 +84,7 @@ class BuildOptions:
     """
 
     shard_size: int = 64
-    workers: int = 2
+    workers: int | Literal["auto"] = "auto"
     scheduler: str | None = None
     processes: bool = True
     resume: bool = False
@@ -94,8 +100,8 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, found {self.shard_size}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (no Dask) or more, found {self.workers}")
+        if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 0):
+            raise ValueError(f"workers must be 'auto', 0 (no Dask) or more, found {self.workers!r}")
         if self.block_deg <= 0:
             raise ValueError(f"block_deg must be positive, found {self.block_deg}")
         if self.resume and self.overwrite:
@@ -153,23 +159,36 @@ def _internal(item: Item, anchor_id: str, err: Exception) -> dict[str, str]:
 
 
 def _process_anchor(item: Item, options: BuildOptions) -> tuple[tuple[str, str], dict[str, Any]]:
-    """One anchor -> (subset, split) and its row."""
+    """One anchor -> (subset, split) and its row (each stage timed for the report's cost profile)."""
     sample = item if isinstance(item, AlignedSample) else align(item, options.align)
     _check_location(sample)
     if options.check_ranges:
         check_value_ranges(sample)
-    signals = compute_signals(sample)
+    with stage("signals"):
+        signals = compute_signals(sample)
     split = spatial_split(sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions)
-    row = sample_row(sample, signals, split, signal_columns(signals))
+    with stage("encode"):
+        row = sample_row(sample, signals, split, signal_columns(signals))
     if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
         from .captions.pipeline import caption_aligned_sample
 
-        row["caption"] = caption_aligned_sample(sample, signals).caption or ""
+        with stage("captions"):
+            row["caption"] = caption_aligned_sample(sample, signals).caption or ""
     return ("naip" if row["has_naip"] else "non_naip", split), row
 
 
 def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
-    """Align, measure and write one shard; returns (and writes as the shard's marker) its summary."""
+    """Align, measure and write one shard; returns its summary (written as the shard's marker) plus ``profile``.
+
+    ``profile`` (seconds per stage, :mod:`dataset_scripts.profile`) is not in the marker: markers are part
+    of the build's reproducible bytes, timings never are.
+    """
+    with collect() as seconds:
+        summary = _process_shard(shard, items, root, options)
+    return {**summary, "profile": seconds}
+
+
+def _process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
     out = Path(root)
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     quarantined: list[dict[str, str]] = []
@@ -192,7 +211,8 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
     files: list[dict[str, Any]] = []
     for (subset, split), group in sorted(rows.items()):
         path = shard_file(out / BUILD_DIR, subset, split, shard)
-        write_shard(group, path)
+        with stage("write"):
+            write_shard(group, path)
         files.append(
             {"path": path.relative_to(out).as_posix(), "subset": subset, "split": split, "rows": len(group)}
         )
@@ -280,24 +300,97 @@ def _prepare_out(root: Path, options: BuildOptions) -> None:
 
 
 # -- execution ---------------------------------------------------------------------------------------------------
+#: below this many anchors to build, ``--workers auto`` builds in-process: starting local worker processes
+#: (1.5-3 s, with the registry loaded without torch) costs more than they save. Measured with
+#: ``benchmarks/bench_build.py`` (break-even of in-process vs 2 local processes, start-up included)
+AUTO_MIN_ANCHORS = 48
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a build's shards run, and why (the report's ``execution``).
+
+    Attributes:
+        mode: ``in-process``, ``local processes``, ``local threads`` or ``scheduler``.
+        workers: Dask workers (0 in-process; a scheduler's workers when the build started).
+        reason: why this mode, in words.
+    """
+
+    mode: str
+    workers: int
+    reason: str
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one: containers, ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_execution(options: BuildOptions, pending: int, exhausted: bool, shards: int, cpus: int) -> Execution:
+    """The execution for ``options`` given what is left to build.
+
+    ``pending`` anchors in ``shards`` shards were seen; ``exhausted`` says the source ended there (otherwise
+    there are at least ``pending``). Only ``workers="auto"`` looks at them.
+    """
+    local = "local processes" if options.processes else "local threads"
+    if options.scheduler:
+        return Execution("scheduler", 0, f"--scheduler {options.scheduler}")
+    if options.workers != "auto":
+        if options.workers == 0:
+            return Execution("in-process", 0, "--workers 0")
+        return Execution(local, options.workers, f"--workers {options.workers}")
+    if cpus < 2:
+        return Execution("in-process", 0, f"auto: {cpus} CPU, where worker processes only add their start-up")
+    if exhausted and pending < AUTO_MIN_ANCHORS:
+        return Execution(
+            "in-process", 0,
+            f"auto: {pending} anchors to build, fewer than the {AUTO_MIN_ANCHORS} where starting workers pays off",
+        )  # fmt: skip
+    workers = min(cpus, shards) if exhausted else cpus
+    if workers < 2:
+        return Execution("in-process", 0, f"auto: {shards} shard to build, which one process does best")
+    more = "" if exhausted else "at least "
+    return Execution(local, workers, f"auto: {more}{pending} anchors to build, one worker per CPU ({cpus})")
+
+
+def _peek(
+    shards: Iterator[tuple[int, list[Item]]], anchors: int
+) -> tuple[Iterator[tuple[int, list[Item]]], int, int, bool]:
+    """Read shards until ``anchors`` are seen or the plan ends: (the whole plan again, anchors, shards, ended)."""
+    head: list[tuple[int, list[Item]]] = []
+    seen = 0
+    for shard in shards:
+        head.append(shard)
+        seen += len(shard[1])
+        if seen >= anchors:
+            return itertools.chain(head, shards), seen, len(head), False
+    return iter(head), seen, len(head), True
+
+
 class _Runner:
     """Runs shards either in-process or on a Dask cluster, with a bounded number in flight."""
 
-    def __init__(self, options: BuildOptions):
+    def __init__(self, options: BuildOptions, execution: Execution):
         self.options = options
+        self.execution = execution
         self.client: Any = None
         self.cluster: Any = None
-        if options.scheduler:
+        if execution.mode == "scheduler":
             from distributed import Client
 
             self.client = Client(options.scheduler)
-        elif options.workers > 0:
+            workers = len(self.client.scheduler_info()["workers"])
+            self.execution = Execution("scheduler", workers, f"{execution.reason} ({workers} workers)")
+        elif execution.workers > 0:
             from distributed import Client, LocalCluster
 
             self.cluster = LocalCluster(
-                n_workers=options.workers,
+                n_workers=execution.workers,
                 threads_per_worker=1,
-                processes=options.processes,
+                processes=execution.mode == "local processes",
                 dashboard_address=None,
                 silence_logs=40,
             )
@@ -360,6 +453,14 @@ class BuildReport:
     rows: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     fingerprint: str = ""
+    #: where the shards ran and why (:class:`Execution`)
+    execution: dict[str, Any] = field(default_factory=dict)
+    #: seconds per anchor and share per stage, over the shards built in this run (:mod:`dataset_scripts.profile`)
+    profile: dict[str, Any] = field(default_factory=dict)
+    #: summed stage seconds of this run's shards (the profile's input)
+    stage_seconds: dict[str, float] = field(default_factory=dict, repr=False)
+    #: anchors of this run's shards (built or quarantined: both cost time)
+    profiled_anchors: int = field(default=0, repr=False)
     #: relative path -> sha256 of every data file of the finished build
     checksums: dict[str, str] = field(default_factory=dict, repr=False)
     #: the finished shards' markers (not part of the JSON report: the markers themselves are on disk)
@@ -376,6 +477,9 @@ class BuildReport:
             f"shards written {self.shards_written}, resumed {self.shards_resumed}, failed {len(self.failed_shards)}; "
             f"{self.elapsed_s:.1f} s",
         ]
+        if self.execution:
+            lines.append(f"ran {self.execution['mode']} ({self.execution['reason']})")
+        lines += profile_lines(self.profile)
         if self.failed_shards:
             lines.append(
                 "failed shards (rerun with --resume): "
@@ -385,6 +489,10 @@ class BuildReport:
 
 
 def _merge(report: BuildReport, summary: dict[str, Any], resumed: bool) -> None:
+    summary = dict(summary)
+    if "profile" in summary:  # built in this run (a resumed shard's marker carries no timings)
+        add_seconds(report.stage_seconds, summary.pop("profile"))
+        report.profiled_anchors += summary["anchors"]
     report.summaries.append(summary)
     report.tried += summary["anchors"]
     report.built += summary["built"]
@@ -495,7 +603,7 @@ def build(
     duplicates: list[dict[str, str]] = []
     started = time.perf_counter()
     bar = tqdm(unit="anchor", desc="geomeld build", disable=not options.progress)
-    runner = _Runner(options)
+    runner: _Runner | None = None
     try:
         plan = _resumable(
             _plan(iter(src.anchors()), options.shard_size, duplicates, options.strict),
@@ -504,6 +612,11 @@ def build(
             options.resume,
             bar.update,
         )
+        pending, shards, ended = 0, 0, False
+        if options.workers == "auto" and not options.scheduler:  # how much is left decides where it runs
+            plan, pending, shards, ended = _peek(plan, AUTO_MIN_ANCHORS)
+        runner = _Runner(options, choose_execution(options, pending, ended, shards, cpu_count()))
+        report.execution = asdict(runner.execution)
         for shard, count, result in runner.run(plan, root):
             bar.update(count)
             if isinstance(result, BaseException):
@@ -513,7 +626,10 @@ def build(
                 _merge(report, result, resumed=False)
     finally:
         bar.close()
-        runner.close()
+        if runner is not None:
+            runner.close()
+    _clean_temporaries(root)  # a worker killed mid-write leaves a temporary file its redone shard replaced
+    report.profile = profile_table(report.stage_seconds, report.profiled_anchors)
     source_records = [asdict(r) if not isinstance(r, dict) else r for r in getattr(src, "quarantined", [])]
     extra = source_records + duplicates
     report.tried += len(extra)
@@ -526,7 +642,8 @@ def build(
     report.elapsed_s = round(time.perf_counter() - started, 3)
     # an unfinished build keeps its report hidden too: a top-level JSON file would load as a 1-row "dataset"
     report_path = root / ("build_report.json" if report.fingerprint else f"{BUILD_DIR}/build_report.json")
-    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in ("summaries", "checksums")})
+    hidden = ("summaries", "checksums", "stage_seconds", "profiled_anchors")
+    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in hidden})
     if report.fingerprint:
         write_card(root, report.fingerprint)
         write_manifest(root, report.checksums, report.fingerprint, report.rows)  # last: the completion marker
