@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import rasterio
-from _build_helpers import TERRAMIND_IDS, terramind_rows, write_manifest
+from _build_helpers import TERRAMIND_IDS, failing_writes, terramind_rows, write_manifest
 
 import dataset_scripts.build as build_module
 from dataset_scripts.align import AlignConfig, align
@@ -76,13 +76,7 @@ def test_the_same_inputs_give_byte_identical_shards_and_resume_finishes_an_inter
         workers=1, processes=False, shard_size=2, progress=False, split_fractions=(0.5, 0.25, 0.25)
     )
     real_write = build_module.write_shard
-
-    def crash_in_shard_1(rows: list, path: Path) -> int:
-        if path.stem.endswith("-00001"):
-            raise OSError("disk full (injected)")
-        return real_write(rows, path)
-
-    monkeypatch.setattr(build_module, "write_shard", crash_in_shard_1)
+    monkeypatch.setattr(build_module, "write_shard", failing_writes(real_write, 1))
     with pytest.raises(BuildError, match="1 shard\\(s\\) failed; rerun with --resume"):
         build(f"manifest:{manifest}", tmp_path, options)
     assert (

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _build_helpers import failing_writes
 
 import dataset_scripts.build as build_module
 from dataset_scripts.build import BUILD_DIR, BuildError, BuildOptions, build
@@ -57,11 +58,7 @@ def test_an_exception_on_one_anchor_quarantines_it_alone_also_on_resume(
     manifest = _manifest(corpus, tmp_path / "m.csv", good, ["offset_na"])
     options = BuildOptions(workers=0, progress=False, shard_size=8)  # all six anchors in one shard
     real_write = build_module.write_shard
-
-    def disk_full(rows: list, path: Path) -> int:
-        raise OSError("disk full (injected)")
-
-    monkeypatch.setattr(build_module, "write_shard", disk_full)  # first run dies writing the shard
+    monkeypatch.setattr(build_module, "write_shard", failing_writes(real_write, None))  # the first run dies
     with pytest.raises(BuildError, match="1 shard"):
         build(f"manifest:{manifest}", tmp_path / "out", options)
     monkeypatch.setattr(build_module, "write_shard", real_write)
@@ -106,13 +103,7 @@ def test_an_unfinished_build_is_refused_by_the_loader_unless_partial_is_asked(
 
     manifest = _manifest(corpus, tmp_path / "m.csv", [f"p{i}" for i in range(4)])
     real_write = build_module.write_shard
-
-    def crash_in_shard_1(rows: list, path: Path) -> int:
-        if path.stem.endswith("-00001"):
-            raise OSError("killed (injected)")
-        return real_write(rows, path)
-
-    monkeypatch.setattr(build_module, "write_shard", crash_in_shard_1)
+    monkeypatch.setattr(build_module, "write_shard", failing_writes(real_write, 1))
     out = tmp_path / "out"
     with pytest.raises(BuildError):
         build(f"manifest:{manifest}", out, BuildOptions(workers=0, progress=False, shard_size=2))
