@@ -9,7 +9,6 @@ also when the test fails.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -61,7 +60,10 @@ def dask_cli_cluster(logs: Path, workers: int = 2) -> Iterator[tuple[str, list[s
             stack.callback(_stop, proc)  # stopped last-started first, whatever happens in the test
             return proc
 
-        start("scheduler", ["scheduler", "--host", LOOPBACK, "--port", address.rsplit(":", 1)[1], "--no-dashboard"])
+        start(
+            "scheduler",
+            ["scheduler", "--host", LOOPBACK, "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+        )
         procs = [
             start(f"worker{i}", ["worker", address, "--host", LOOPBACK, "--nthreads", "1", "--no-nanny",
                                  "--no-dashboard", "--name", f"w{i}", "--memory-limit", "0", "--death-timeout", "60"])
@@ -80,15 +82,19 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
-def _kill_a_busy_worker(client: Any, root: Path, procs: list[subprocess.Popen[bytes]], deadline: float) -> str:
-    """Once a shard is finished, SIGKILL a worker while it processes another; returns the key it held."""
-    pids = {p.pid for p in procs}
+def _kill_a_busy_worker(
+    client: Any, root: Path, procs: list[subprocess.Popen[bytes]], deadline: float
+) -> str:
+    """Once a shard is finished, SIGKILL a worker while it processes another; returns the key it held.
+
+    Workers are found by the ``--name w<i>`` they were started with (no nanny: the process is the worker).
+    """
     while time.monotonic() < deadline:
         if any((root / BUILD_DIR).glob("shard-*.json")):
             info = client.scheduler_info()["workers"]
             for addr, keys in client.processing().items():
-                if keys and addr in info and info[addr].get("pid") in pids:
-                    os.kill(info[addr]["pid"], signal.SIGKILL)
+                if keys and addr in info:
+                    procs[int(str(info[addr]["name"])[1:])].send_signal(signal.SIGKILL)
                     return str(keys[0])
         time.sleep(0.02)
     raise AssertionError("no worker was busy with a shard before the deadline")
@@ -112,7 +118,9 @@ def test_a_cli_started_cluster_builds_the_same_bytes_and_survives_a_killed_worke
 
         def run() -> None:
             try:
-                result["report"] = build(f"manifest:{manifest}", out, BuildOptions(scheduler=address, **common))
+                result["report"] = build(
+                    f"manifest:{manifest}", out, BuildOptions(scheduler=address, **common)
+                )
             except BaseException as err:  # re-raised in the test's thread
                 result["error"] = err
 
@@ -124,7 +132,18 @@ def test_a_cli_started_cluster_builds_the_same_bytes_and_survives_a_killed_worke
         if "error" in result:
             raise result["error"]
         assert sum(p.poll() is not None for p in procs) == 1, "exactly the killed worker is gone"
-        survivor_modules = client.run(lambda: sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"}))
+        # the scheduler's own record of the killed worker's shard: taken back when the worker died, redone once
+        moves = [(e[2], e[3], e[5]) for e in client.story(killed_key) if e[0] == "scheduler"]
+        lost = [
+            i
+            for i, (a, b, why) in enumerate(moves)
+            if (a, b) == ("processing", "released") and why.startswith("handle-worker-cleanup")
+        ]
+        assert lost, moves
+        assert [(a, b) for a, b, _ in moves[lost[0] :]].count(("processing", "memory")) == 1, moves
+        survivor_modules = client.run(
+            lambda: sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+        )
         assert list(survivor_modules.values()) == [[]], f"a cluster worker imported {survivor_modules}"
 
     report = result["report"]
@@ -132,7 +151,11 @@ def test_a_cli_started_cluster_builds_the_same_bytes_and_survives_a_killed_worke
     assert report.execution["mode"] == "scheduler" and report.execution["workers"] == 2
     assert (report.built, report.failed_shards, report.quarantined) == (10, [], {})
     assert report.profile["anchors"] == 10
-    ids = [t for f in sorted((out / "data").rglob("*.parquet")) for t in pq.read_table(f, columns=["tile_id"])["tile_id"].to_pylist()]
+    ids = [
+        t
+        for f in sorted((out / "data").rglob("*.parquet"))
+        for t in pq.read_table(f, columns=["tile_id"])["tile_id"].to_pylist()
+    ]
     assert len(ids) == len(set(ids)) == 10, "an anchor was built twice"
     assert not list(out.rglob("*.tmp")), "a killed worker's temporary file survived"
     assert _files(out) == _files(tmp_path / "local")
