@@ -106,7 +106,7 @@ def test_a_cli_started_cluster_builds_the_same_bytes_and_survives_a_killed_worke
     from distributed import Client
 
     manifest = write_terramind_manifest(terramind_dir, tmp_path / "m.csv", copies=2)  # 10 anchors
-    common = {"shard_size": 1, "progress": False}
+    common: dict[str, Any] = {"shard_size": 1, "progress": False}
     local = build(f"manifest:{manifest}", tmp_path / "local", BuildOptions(workers=0, **common))
     assert local.built == 10
     logs = tmp_path / "logs"
