@@ -60,7 +60,7 @@ from rasterio.windows import Window, from_bounds
 from modeling_geomeld.modalities import MODALITIES, Modality, resolve
 
 from .budget import DEFAULT_MAX_READ_VALUES, check_read_budget
-from .profile import stage
+from .profile import count, stage
 from .sources.manifest import canonical_bands
 from .types import AlignedSample, AnchorRequest, LayerRef, QuarantineError
 
@@ -263,6 +263,7 @@ def _open_layer(ref: LayerRef, anchor_id: str) -> _Opened:
     mod, variant = resolve(ref.modality)
     with stage("read"):  # opening reads the header: part of reading a window (a remote COG's first request)
         dataset = _open(ref, anchor_id)
+    count("files_opened", 1)
     where = f"anchor {anchor_id!r}, {ref.modality} file {ref.path}"
     try:
         if ref.bands is not None:
@@ -361,6 +362,7 @@ def _read_window(
     try:
         with stage("read"):
             data = ds.read(window=window)
+        count("window_bytes", data.nbytes)
     except RasterioError as err:
         raise QuarantineError(
             "corrupt_file", f"{where}: expected readable pixel data, found a read error: {err}"

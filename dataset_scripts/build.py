@@ -35,7 +35,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,9 +183,9 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
     ``profile`` (seconds per stage, :mod:`dataset_scripts.profile`) is not in the marker: markers are part
     of the build's reproducible bytes, timings never are.
     """
-    with collect() as seconds:
+    with collect() as tally:
         summary = _process_shard(shard, items, root, options)
-    return {**summary, "profile": seconds}
+    return {**summary, "profile": tally}
 
 
 def _process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
@@ -314,11 +314,13 @@ class Execution:
         mode: ``in-process``, ``local processes``, ``local threads`` or ``scheduler``.
         workers: Dask workers (0 in-process; a scheduler's workers when the build started).
         reason: why this mode, in words.
+        startup_s: seconds to start the local cluster or connect to the scheduler (0 in-process).
     """
 
     mode: str
     workers: int
     reason: str
+    startup_s: float = 0.0
 
 
 def cpu_count() -> int:
@@ -378,6 +380,7 @@ class _Runner:
         self.execution = execution
         self.client: Any = None
         self.cluster: Any = None
+        t0 = time.perf_counter()
         if execution.mode == "scheduler":
             from distributed import Client
 
@@ -396,6 +399,8 @@ class _Runner:
             )
             self.client = Client(self.cluster)
         self.limit = 2 * max(1, len(self.client.scheduler_info()["workers"]) if self.client else 1)
+        if self.client is not None:
+            self.execution = replace(self.execution, startup_s=round(time.perf_counter() - t0, 3))
 
     def close(self) -> None:
         if self.client is not None:
@@ -459,6 +464,8 @@ class BuildReport:
     profile: dict[str, Any] = field(default_factory=dict)
     #: summed stage seconds of this run's shards (the profile's input)
     stage_seconds: dict[str, float] = field(default_factory=dict, repr=False)
+    #: summed counts of this run's shards (files opened, window bytes)
+    stage_counts: dict[str, float] = field(default_factory=dict, repr=False)
     #: anchors of this run's shards (built or quarantined: both cost time)
     profiled_anchors: int = field(default=0, repr=False)
     #: relative path -> sha256 of every data file of the finished build
@@ -491,7 +498,9 @@ class BuildReport:
 def _merge(report: BuildReport, summary: dict[str, Any], resumed: bool) -> None:
     summary = dict(summary)
     if "profile" in summary:  # built in this run (a resumed shard's marker carries no timings)
-        add_seconds(report.stage_seconds, summary.pop("profile"))
+        tally = summary.pop("profile")
+        add_seconds(report.stage_seconds, tally["seconds"])
+        add_seconds(report.stage_counts, tally["counts"])
         report.profiled_anchors += summary["anchors"]
     report.summaries.append(summary)
     report.tried += summary["anchors"]
@@ -629,7 +638,7 @@ def build(
         if runner is not None:
             runner.close()
     _clean_temporaries(root)  # a worker killed mid-write leaves a temporary file its redone shard replaced
-    report.profile = profile_table(report.stage_seconds, report.profiled_anchors)
+    report.profile = profile_table(report.stage_seconds, report.stage_counts, report.profiled_anchors)
     source_records = [asdict(r) if not isinstance(r, dict) else r for r in getattr(src, "quarantined", [])]
     extra = source_records + duplicates
     report.tried += len(extra)
@@ -642,7 +651,7 @@ def build(
     report.elapsed_s = round(time.perf_counter() - started, 3)
     # an unfinished build keeps its report hidden too: a top-level JSON file would load as a 1-row "dataset"
     report_path = root / ("build_report.json" if report.fingerprint else f"{BUILD_DIR}/build_report.json")
-    hidden = ("summaries", "checksums", "stage_seconds", "profiled_anchors")
+    hidden = ("summaries", "checksums", "stage_seconds", "stage_counts", "profiled_anchors")
     _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in hidden})
     if report.fingerprint:
         write_card(root, report.fingerprint)

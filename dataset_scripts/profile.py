@@ -7,6 +7,9 @@ remote I/O on cloud COGs), ``reproject`` (GDAL warping onto the anchor grid), ``
 alignment protocol: harmonisation, cloud estimate, checks, slope, storage dtypes), so the shares add up to
 the shard's wall time.
 
+Beside the seconds, :func:`count` tallies quantities a projection needs: ``files_opened`` and
+``window_bytes`` (decoded bytes of every window read; on cloud COGs the bytes to fetch scale with them).
+
 The timings are collected per task in a :class:`contextvars.ContextVar`, so thread workers running two
 shards at once never mix them; nothing is recorded outside a :func:`collect` block.
 """
@@ -21,37 +24,48 @@ from typing import Any
 
 STAGES = ("read", "reproject", "signals", "captions", "encode", "write", "other")
 
-_CURRENT: ContextVar[dict[str, float] | None] = ContextVar("geomeld_build_profile", default=None)
+COUNTS = ("files_opened", "window_bytes")
+
+#: the tally being collected: ``{"seconds": {stage: s}, "counts": {name: n}}``
+_CURRENT: ContextVar[dict[str, dict[str, float]] | None] = ContextVar("geomeld_build_profile", default=None)
 
 
 @contextmanager
 def stage(name: str) -> Iterator[None]:
     """Add the block's wall time to ``name`` of the profile being collected (if any)."""
-    seconds = _CURRENT.get()
-    if seconds is None:
+    tally = _CURRENT.get()
+    if tally is None:
         yield
         return
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+        add(tally["seconds"], {name: time.perf_counter() - t0})
+
+
+def count(name: str, value: float) -> None:
+    """Add ``value`` to the count ``name`` of the profile being collected (if any)."""
+    tally = _CURRENT.get()
+    if tally is not None:
+        add(tally["counts"], {name: value})
 
 
 @contextmanager
-def collect() -> Iterator[dict[str, float]]:
-    """Collect the stages timed inside the block; ``other`` is filled in at its end (wall time minus stages).
+def collect() -> Iterator[dict[str, dict[str, float]]]:
+    """Collect ``{"seconds", "counts"}`` inside the block; ``other`` is the wall time the stages leave.
 
     Nested stages are not supported: a stage is timed by the innermost code that does the work.
     """
-    seconds: dict[str, float] = {}
-    token = _CURRENT.set(seconds)
+    tally: dict[str, dict[str, float]] = {"seconds": {}, "counts": {}}
+    token = _CURRENT.set(tally)
     t0 = time.perf_counter()
     try:
-        yield seconds
+        yield tally
     finally:
         _CURRENT.reset(token)
         wall = time.perf_counter() - t0
+        seconds = tally["seconds"]
         seconds["other"] = max(0.0, wall - sum(v for k, v in seconds.items() if k != "other"))
 
 
@@ -60,12 +74,13 @@ def add(total: dict[str, float], part: Mapping[str, float]) -> None:
         total[name] = total.get(name, 0.0) + value
 
 
-def table(seconds: Mapping[str, float], anchors: int) -> dict[str, Any]:
-    """The report's profile: per stage, seconds per anchor and share of the summed stage time."""
+def table(seconds: Mapping[str, float], counts: Mapping[str, float], anchors: int) -> dict[str, Any]:
+    """The report's profile: per stage, seconds per anchor and share of the summed stage time; counts per anchor."""
     total = sum(seconds.values())
     return {
         "anchors": anchors,
         "seconds": round(total, 4),
+        "per_anchor": {name: round(counts.get(name, 0.0) / anchors, 1) if anchors else 0.0 for name in COUNTS},
         "stages": {
             name: {
                 "s_per_anchor": round(seconds.get(name, 0.0) / anchors, 6) if anchors else 0.0,
