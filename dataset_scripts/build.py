@@ -29,9 +29,11 @@ An existing non-empty ``--out`` is refused unless ``--resume`` (finish the GeoMe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -105,7 +107,9 @@ class BuildOptions:
         if self.block_deg <= 0:
             raise ValueError(f"block_deg must be positive, found {self.block_deg}")
         if self.resume and self.overwrite:
-            raise UsageError("expected either resume (keep finished shards) or overwrite (remove them), found both")
+            raise UsageError(
+                "expected either resume (keep finished shards) or overwrite (remove them), found both"
+            )
 
 
 class BuildError(RuntimeError):
@@ -166,7 +170,9 @@ def _process_anchor(item: Item, options: BuildOptions) -> tuple[tuple[str, str],
         check_value_ranges(sample)
     with stage("signals"):
         signals = compute_signals(sample)
-    split = spatial_split(sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions)
+    split = spatial_split(
+        sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions
+    )
     with stage("encode"):
         row = sample_row(sample, signals, split, signal_columns(signals))
     if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
@@ -201,10 +207,14 @@ def _process_shard(shard: int, items: Sequence[Item], root: str, options: BuildO
                 raise
             quarantined.append(_record(anchor_id, err))
             continue
-        except Exception as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
+        except (
+            Exception
+        ) as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
             record = _internal(item, anchor_id, err)
             if options.strict:
-                raise QuarantineError("internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}") from err
+                raise QuarantineError(
+                    "internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}"
+                ) from err
             quarantined.append(record)
             continue
         rows.setdefault(key, []).append(row)
@@ -331,7 +341,9 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def choose_execution(options: BuildOptions, pending: int, exhausted: bool, shards: int, cpus: int) -> Execution:
+def choose_execution(
+    options: BuildOptions, pending: int, exhausted: bool, shards: int, cpus: int
+) -> Execution:
     """The execution for ``options`` given what is left to build.
 
     ``pending`` anchors in ``shards`` shards were seen; ``exhausted`` says the source ended there (otherwise
@@ -372,6 +384,37 @@ def _peek(
     return iter(head), seen, len(head), True
 
 
+#: console scripts whose module body only imports an entry point: a local worker need not run them again
+ENTRY_SCRIPTS = ("geomeld",)
+
+
+@contextlib.contextmanager
+def _entry_script_not_rerun() -> Iterator[None]:
+    """While local worker processes start, keep them from re-running the ``geomeld`` console script.
+
+    Dask starts local workers with multiprocessing's ``spawn``, which re-imports the parent's main script
+    in every child (``__mp_main__``). The ``geomeld`` script's only line is ``from modeling_geomeld.cli
+    import main``, which imports the model package and with it transformers and torch: seconds per worker
+    for nothing. Without a ``__file__`` on ``__main__``, spawn imports no main; any other script (a user's,
+    which may define what its tasks need) is left as it is.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if (
+        main is None
+        or path is None
+        or getattr(main, "__spec__", None) is not None
+        or Path(path).name not in ENTRY_SCRIPTS
+    ):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class _Runner:
     """Runs shards either in-process or on a Dask cluster, with a bounded number in flight."""
 
@@ -390,13 +433,14 @@ class _Runner:
         elif execution.workers > 0:
             from distributed import Client, LocalCluster
 
-            self.cluster = LocalCluster(
-                n_workers=execution.workers,
-                threads_per_worker=1,
-                processes=execution.mode == "local processes",
-                dashboard_address=None,
-                silence_logs=40,
-            )
+            with _entry_script_not_rerun():
+                self.cluster = LocalCluster(
+                    n_workers=execution.workers,
+                    threads_per_worker=1,
+                    processes=execution.mode == "local processes",
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
             self.client = Client(self.cluster)
         self.limit = 2 * max(1, len(self.client.scheduler_info()["workers"]) if self.client else 1)
         if self.client is not None:
@@ -563,8 +607,13 @@ def finalize(root: Path, summaries: list[dict[str, Any]]) -> tuple[str, dict[str
     this build's rows, and rewrites the shard markers to the final names (``--resume`` of a finished build
     then finds every shard finished).
     """
-    entries = [(summary, f) for summary in sorted(summaries, key=lambda s: s["shard"]) for f in summary["files"]]
-    hashes = {f"{f['subset']}/{f['split']}/{summary['shard']}": sha256_file(root / f["path"]) for summary, f in entries}
+    entries = [
+        (summary, f) for summary in sorted(summaries, key=lambda s: s["shard"]) for f in summary["files"]
+    ]
+    hashes = {
+        f"{f['subset']}/{f['split']}/{summary['shard']}": sha256_file(root / f["path"])
+        for summary, f in entries
+    }
     fp = fingerprint(hashes)
     checksums: dict[str, str] = {}
     for summary, f in entries:
@@ -603,7 +652,11 @@ def build(
     root = Path(out).expanduser().resolve()
     _prepare_out(root, options)
     (root / BUILD_DIR).mkdir(parents=True, exist_ok=True)
-    for finished_marker in (MANIFEST_NAME, "build_report.json", f"{BUILD_DIR}/build_report.json"):  # in progress
+    for finished_marker in (
+        MANIFEST_NAME,
+        "build_report.json",
+        f"{BUILD_DIR}/build_report.json",
+    ):  # in progress
         (root / finished_marker).unlink(missing_ok=True)
     _check_plan(root, source, options, source_options)
     _clean_temporaries(root)

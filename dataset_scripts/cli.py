@@ -103,8 +103,13 @@ def _add_build(subparsers: Any) -> None:
 
 
 def _workers(text: str) -> int | str:
-    """``--workers``: ``auto`` or a count (argparse turns the ValueError into a usage line)."""
-    return text if text == "auto" else int(text)
+    """``--workers``: ``auto`` or a count (argparse turns the error into a usage line, exit 2)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of workers, found {text!r}") from None
 
 
 def _build_options(args: argparse.Namespace) -> Any:
