@@ -415,6 +415,14 @@ def _entry_script_not_rerun() -> Iterator[None]:
         main.__file__ = path
 
 
+#: glibc malloc settings of local worker processes, replacing Dask's ``MALLOC_TRIM_THRESHOLD_=65536``
+#: (``distributed.nanny.pre-spawn-environ``): setting any threshold turns off glibc's adaptive mmap threshold,
+#: so with Dask's value every array over 128 KiB (one 128 px Sentinel-2 stack is 786 KiB) is a fresh mmap and
+#: page-faulted in; an in-process build of 80 anchors took 2.0x the CPU with it (6.45 vs 3.24 s). These keep
+#: such temporaries on the heap (CPU as without any setting: 3.51 s) and still return memory above 64 MiB
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
 class _Runner:
     """Runs shards either in-process or on a Dask cluster, with a bounded number in flight."""
 
@@ -431,9 +439,11 @@ class _Runner:
             workers = len(self.client.scheduler_info()["workers"])
             self.execution = Execution("scheduler", workers, f"{execution.reason} ({workers} workers)")
         elif execution.workers > 0:
+            import dask
             from distributed import Client, LocalCluster
 
-            with _entry_script_not_rerun():
+            malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()}
+            with _entry_script_not_rerun(), dask.config.set(malloc):
                 self.cluster = LocalCluster(
                     n_workers=execution.workers,
                     threads_per_worker=1,
