@@ -311,9 +311,10 @@ def _prepare_out(root: Path, options: BuildOptions) -> None:
 
 # -- execution ---------------------------------------------------------------------------------------------------
 #: below this many anchors to build, ``--workers auto`` builds in-process: starting local worker processes
-#: (1.5-3 s, with the registry loaded without torch) costs more than they save. Measured with
-#: ``benchmarks/bench_build.py`` (break-even of in-process vs 2 local processes, start-up included)
-AUTO_MIN_ANCHORS = 48
+#: (cluster ~0.7 s, then each worker's imports and first-call set-up, ~1.5 s) costs more than they save.
+#: ``benchmarks/bench_build.py`` measured the break-even of in-process vs 2 local processes, start-up
+#: included, at 67 anchors (2 shared CPUs under load); 64 is the shard-size multiple below it
+AUTO_MIN_ANCHORS = 64
 
 
 @dataclass(frozen=True)
