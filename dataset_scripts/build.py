@@ -23,6 +23,13 @@ the card's configs name it, so ``datasets``' cache, keyed by folder name and con
 another build's rows), writes the card and, last, ``DIR/build_manifest.json`` with every file's sha256:
 the completed-build marker (:mod:`dataset_scripts.integrity`).
 
+Where shards run (:func:`choose_execution`, recorded with its reason in the report's ``execution``):
+in-process, on local Dask worker processes, or on an existing cluster (``--scheduler``). The default
+``--workers auto`` stays in-process below :data:`AUTO_MIN_ANCHORS` anchors (or :data:`AUTO_MIN_CPUS` CPUs), where starting workers costs
+more than they save. Builder processes never import torch or transformers (:mod:`dataset_scripts.registry`),
+so a worker starts in about a second. The report's ``profile`` gives each stage's seconds per anchor and
+share (:mod:`dataset_scripts.profile`), the input of ``benchmarks/bench_build.py``'s projection.
+
 An existing non-empty ``--out`` is refused unless ``--resume`` (finish the GeoMeld build there) or
 ``--overwrite`` (remove everything in it first, so nothing of the old build survives).
 """
@@ -68,7 +75,7 @@ class BuildOptions:
     Attributes:
         shard_size: anchors per shard (the unit of work and of resumption).
         workers: local Dask workers; 0 runs in this process without Dask; ``"auto"`` (the default) runs
-            in-process below :data:`AUTO_MIN_ANCHORS` anchors to build (or on one CPU), else one local worker
+            in-process below :data:`AUTO_MIN_ANCHORS` anchors to build (or :data:`AUTO_MIN_CPUS` CPUs), else one local worker
             per CPU (:func:`choose_execution`). Ignored with ``scheduler``.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
         processes: local workers as processes (GDAL and numpy release the GIL only in part) or threads.
@@ -315,6 +322,9 @@ def _prepare_out(root: Path, options: BuildOptions) -> None:
 #: ``benchmarks/bench_build.py`` measured the break-even of in-process vs 2 local processes, start-up
 #: included, at 67 anchors (2 shared CPUs under load); 64 is the shard-size multiple below it
 AUTO_MIN_ANCHORS = 64
+#: below this many CPUs ``--workers auto`` builds in-process: on 2 shared CPUs, 2 workers (with the driver and
+#: the scheduler beside them) measured 0.5-1.06x in-process at 80 anchors across runs, 1 worker ~0.9x
+AUTO_MIN_CPUS = 3
 
 
 @dataclass(frozen=True)
@@ -357,8 +367,11 @@ def choose_execution(
         if options.workers == 0:
             return Execution("in-process", 0, "--workers 0")
         return Execution(local, options.workers, f"--workers {options.workers}")
-    if cpus < 2:
-        return Execution("in-process", 0, f"auto: {cpus} CPU, where worker processes only add their start-up")
+    if cpus < AUTO_MIN_CPUS:
+        return Execution(
+            "in-process", 0,
+            f"auto: {cpus} CPU(s), fewer than the {AUTO_MIN_CPUS} where worker processes beat this one",
+        )  # fmt: skip
     if exhausted and pending < AUTO_MIN_ANCHORS:
         return Execution(
             "in-process", 0,

@@ -45,7 +45,7 @@ def _add_build(subparsers: Any) -> None:
         type=_workers,
         default="auto",
         help="local Dask workers, one process each; 0 runs in this process without Dask; auto (the default) "
-        "builds in-process when few anchors are left to build (or on one CPU), else one worker per CPU. The "
+        "builds in-process when few anchors are left to build (or on 1-2 CPUs), else one worker per CPU. The "
         "build report says which ran and why",
     )
     where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
@@ -96,7 +96,9 @@ def _add_build(subparsers: Any) -> None:
         "options are listed below; an unknown key is refused",
     )
     p.add_argument(
-        "--caption", action="store_true", help="caption each sample with the grounded template captioner while building"
+        "--caption",
+        action="store_true",
+        help="caption each sample with the grounded template captioner while building",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_build)

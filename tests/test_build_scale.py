@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dataset_scripts.build import AUTO_MIN_ANCHORS, BUILD_DIR, BuildOptions, choose_execution
+from dataset_scripts.build import AUTO_MIN_ANCHORS, AUTO_MIN_CPUS, BUILD_DIR, BuildOptions, choose_execution
 from dataset_scripts.hf_features import features_metadata
 from dataset_scripts.profile import STAGES
 from dataset_scripts.writer import _PLAIN_SCHEMA, SCHEMA
@@ -96,11 +96,13 @@ def _options(**kw: object) -> BuildOptions:
     ("options", "pending", "ended", "shards", "cpus", "expected"),
     [
         (_options(), AUTO_MIN_ANCHORS - 1, True, 9, 16, ("in-process", 0)),
+        (_options(), AUTO_MIN_ANCHORS, True, 9, AUTO_MIN_CPUS, ("local processes", AUTO_MIN_CPUS)),
         (_options(), AUTO_MIN_ANCHORS, True, 1, 16, ("in-process", 0)),  # one shard: no one to share it with
         (_options(), AUTO_MIN_ANCHORS, True, 3, 16, ("local processes", 3)),  # no idle workers started
         (_options(), AUTO_MIN_ANCHORS, False, 1, 16, ("local processes", 16)),  # more to come: one per CPU
         (_options(processes=False), 10**6, False, 1, 4, ("local threads", 4)),
         (_options(), 10**6, False, 1, 1, ("in-process", 0)),  # one CPU
+        (_options(), 10**6, False, 1, 2, ("in-process", 0)),  # two: measured slower than in-process
         (_options(workers=0), 10**6, False, 1, 16, ("in-process", 0)),
         (_options(workers=3), 1, True, 1, 16, ("local processes", 3)),  # what the user asked for
         (_options(scheduler="tcp://127.0.0.1:1"), 0, False, 0, 1, ("scheduler", 0)),
