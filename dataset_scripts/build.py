@@ -367,15 +367,15 @@ def choose_execution(
         if options.workers == 0:
             return Execution("in-process", 0, "--workers 0")
         return Execution(local, options.workers, f"--workers {options.workers}")
-    if cpus < AUTO_MIN_CPUS:
-        return Execution(
-            "in-process", 0,
-            f"auto: {cpus} CPU(s), fewer than the {AUTO_MIN_CPUS} where worker processes beat this one",
-        )  # fmt: skip
     if exhausted and pending < AUTO_MIN_ANCHORS:
         return Execution(
             "in-process", 0,
             f"auto: {pending} anchors to build, fewer than the {AUTO_MIN_ANCHORS} where starting workers pays off",
+        )  # fmt: skip
+    if cpus < AUTO_MIN_CPUS:
+        return Execution(
+            "in-process", 0,
+            f"auto: {cpus} CPU(s), fewer than the {AUTO_MIN_CPUS} where worker processes beat this one",
         )  # fmt: skip
     workers = min(cpus, shards) if exhausted else cpus
     if workers < 2:
