@@ -60,6 +60,7 @@ from rasterio.windows import Window, from_bounds
 from modeling_geomeld.modalities import MODALITIES, Modality, resolve
 
 from .budget import DEFAULT_MAX_READ_VALUES, check_read_budget
+from .profile import count, stage
 from .sources.manifest import canonical_bands
 from .types import AlignedSample, AnchorRequest, LayerRef, QuarantineError
 
@@ -260,7 +261,9 @@ def _layer_datetime(ref: LayerRef, dataset: Any, where: str) -> datetime | None:
 
 def _open_layer(ref: LayerRef, anchor_id: str) -> _Opened:
     mod, variant = resolve(ref.modality)
-    dataset = _open(ref, anchor_id)
+    with stage("read"):  # opening reads the header: part of reading a window (a remote COG's first request)
+        dataset = _open(ref, anchor_id)
+    count("files_opened", 1)
     where = f"anchor {anchor_id!r}, {ref.modality} file {ref.path}"
     try:
         if ref.bands is not None:
@@ -357,7 +360,9 @@ def _read_window(
     window = Window(col0, row0, col1 - col0, row1 - row0)
     check_read_budget(ds.count, row1 - row0, col1 - col0, ds.dtypes[0], config.max_read_values, where)
     try:
-        data = ds.read(window=window)
+        with stage("read"):
+            data = ds.read(window=window)
+        count("window_bytes", data.nbytes)
     except RasterioError as err:
         raise QuarantineError(
             "corrupt_file", f"{where}: expected readable pixel data, found a read error: {err}"
@@ -394,17 +399,18 @@ def _warp(
     data: np.ndarray, src_transform: Affine, src_crs: CRS, grid: Grid, resampling: Resampling, nodata: float
 ) -> np.ndarray:
     out = np.full((data.shape[0], grid.height, grid.width), nodata, dtype=data.dtype)
-    reproject(
-        data,
-        out,
-        src_transform=src_transform,
-        src_crs=src_crs,
-        src_nodata=nodata,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        dst_nodata=nodata,
-        resampling=resampling,
-    )
+    with stage("reproject"):
+        reproject(
+            data,
+            out,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=nodata,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            dst_nodata=nodata,
+            resampling=resampling,
+        )
     return out
 
 

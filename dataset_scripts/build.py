@@ -23,24 +23,38 @@ the card's configs name it, so ``datasets``' cache, keyed by folder name and con
 another build's rows), writes the card and, last, ``DIR/build_manifest.json`` with every file's sha256:
 the completed-build marker (:mod:`dataset_scripts.integrity`).
 
+Where shards run (:func:`choose_execution`, recorded with its reason in the report's ``execution``):
+in-process, on local Dask worker processes, or on an existing cluster (``--scheduler``). The default
+``--workers auto`` stays in-process below :data:`AUTO_MIN_ANCHORS` anchors (or :data:`AUTO_MIN_CPUS` CPUs), where starting workers costs
+more than they save. Builder processes never import torch or transformers (:mod:`dataset_scripts.registry`),
+so a worker starts in about a second. The report's ``profile`` gives each stage's seconds per anchor and
+share (:mod:`dataset_scripts.profile`), the input of ``benchmarks/bench_build.py``'s projection.
+
 An existing non-empty ``--out`` is refused unless ``--resume`` (finish the GeoMeld build there) or
 ``--overwrite`` (remove everything in it first, so nothing of the old build survives).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .align import AlignConfig, align
 from .errors import UsageError
 from .integrity import MANIFEST_NAME, fingerprint, sha256_file, write_manifest
+from .profile import add as add_seconds
+from .profile import collect, stage
+from .profile import lines as profile_lines
+from .profile import table as profile_table
 from .ranges import check_value_ranges
 from .settings import resolve_source_options
 from .signals import compute_signals, signal_columns
@@ -60,8 +74,9 @@ class BuildOptions:
 
     Attributes:
         shard_size: anchors per shard (the unit of work and of resumption).
-        workers: local Dask workers; 0 runs in this process without Dask (debugging). Ignored with
-            ``scheduler``.
+        workers: local Dask workers; 0 runs in this process without Dask; ``"auto"`` (the default) runs
+            in-process below :data:`AUTO_MIN_ANCHORS` anchors to build (or :data:`AUTO_MIN_CPUS` CPUs), else one local worker
+            per CPU (:func:`choose_execution`). Ignored with ``scheduler``.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
         processes: local workers as processes (GDAL and numpy release the GIL only in part) or threads.
         resume: skip shards whose marker says they are finished.
@@ -78,7 +93,7 @@ class BuildOptions:
     """
 
     shard_size: int = 64
-    workers: int = 2
+    workers: int | Literal["auto"] = "auto"
     scheduler: str | None = None
     processes: bool = True
     resume: bool = False
@@ -94,12 +109,14 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, found {self.shard_size}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (no Dask) or more, found {self.workers}")
+        if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 0):
+            raise ValueError(f"workers must be 'auto', 0 (no Dask) or more, found {self.workers!r}")
         if self.block_deg <= 0:
             raise ValueError(f"block_deg must be positive, found {self.block_deg}")
         if self.resume and self.overwrite:
-            raise UsageError("expected either resume (keep finished shards) or overwrite (remove them), found both")
+            raise UsageError(
+                "expected either resume (keep finished shards) or overwrite (remove them), found both"
+            )
 
 
 class BuildError(RuntimeError):
@@ -153,23 +170,38 @@ def _internal(item: Item, anchor_id: str, err: Exception) -> dict[str, str]:
 
 
 def _process_anchor(item: Item, options: BuildOptions) -> tuple[tuple[str, str], dict[str, Any]]:
-    """One anchor -> (subset, split) and its row."""
+    """One anchor -> (subset, split) and its row (each stage timed for the report's cost profile)."""
     sample = item if isinstance(item, AlignedSample) else align(item, options.align)
     _check_location(sample)
     if options.check_ranges:
         check_value_ranges(sample)
-    signals = compute_signals(sample)
-    split = spatial_split(sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions)
-    row = sample_row(sample, signals, split, signal_columns(signals))
+    with stage("signals"):
+        signals = compute_signals(sample)
+    split = spatial_split(
+        sample.metadata["lat"], sample.metadata["lon"], options.block_deg, options.split_fractions
+    )
+    with stage("encode"):
+        row = sample_row(sample, signals, split, signal_columns(signals))
     if options.caption:  # the grounded template captioner as a build stage (verified; deterministic)
         from .captions.pipeline import caption_aligned_sample
 
-        row["caption"] = caption_aligned_sample(sample, signals).caption or ""
+        with stage("captions"):
+            row["caption"] = caption_aligned_sample(sample, signals).caption or ""
     return ("naip" if row["has_naip"] else "non_naip", split), row
 
 
 def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
-    """Align, measure and write one shard; returns (and writes as the shard's marker) its summary."""
+    """Align, measure and write one shard; returns its summary (written as the shard's marker) plus ``profile``.
+
+    ``profile`` (seconds per stage, :mod:`dataset_scripts.profile`) is not in the marker: markers are part
+    of the build's reproducible bytes, timings never are.
+    """
+    with collect() as tally:
+        summary = _process_shard(shard, items, root, options)
+    return {**summary, "profile": tally}
+
+
+def _process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOptions) -> dict[str, Any]:
     out = Path(root)
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     quarantined: list[dict[str, str]] = []
@@ -182,17 +214,22 @@ def process_shard(shard: int, items: Sequence[Item], root: str, options: BuildOp
                 raise
             quarantined.append(_record(anchor_id, err))
             continue
-        except Exception as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
+        except (
+            Exception
+        ) as err:  # one anchor's surprise must not cost its shard-mates (nor fail every resume)
             record = _internal(item, anchor_id, err)
             if options.strict:
-                raise QuarantineError("internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}") from err
+                raise QuarantineError(
+                    "internal", f"anchor {anchor_id!r} ({record['file']}): {record['message']}"
+                ) from err
             quarantined.append(record)
             continue
         rows.setdefault(key, []).append(row)
     files: list[dict[str, Any]] = []
     for (subset, split), group in sorted(rows.items()):
         path = shard_file(out / BUILD_DIR, subset, split, shard)
-        write_shard(group, path)
+        with stage("write"):
+            write_shard(group, path)
         files.append(
             {"path": path.relative_to(out).as_posix(), "subset": subset, "split": split, "rows": len(group)}
         )
@@ -280,29 +317,158 @@ def _prepare_out(root: Path, options: BuildOptions) -> None:
 
 
 # -- execution ---------------------------------------------------------------------------------------------------
+#: below this many anchors to build, ``--workers auto`` builds in-process: starting local worker processes
+#: (cluster ~0.7 s, then each worker's imports and first-call set-up, ~1.5 s) costs more than they save.
+#: ``benchmarks/bench_build.py`` measured the break-even of in-process vs 2 local processes, start-up
+#: included, at 67 anchors (2 shared CPUs under load); 64 is the shard-size multiple below it
+AUTO_MIN_ANCHORS = 64
+#: below this many CPUs ``--workers auto`` builds in-process: on 2 shared CPUs, 2 workers (with the driver and
+#: the scheduler beside them) measured 0.5-1.06x in-process at 80 anchors across runs, 1 worker ~0.9x
+AUTO_MIN_CPUS = 3
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a build's shards run, and why (the report's ``execution``).
+
+    Attributes:
+        mode: ``in-process``, ``local processes``, ``local threads`` or ``scheduler``.
+        workers: Dask workers (0 in-process; a scheduler's workers when the build started).
+        reason: why this mode, in words.
+        startup_s: seconds to start the local cluster or connect to the scheduler (0 in-process).
+    """
+
+    mode: str
+    workers: int
+    reason: str
+    startup_s: float = 0.0
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one: containers, ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_execution(
+    options: BuildOptions, pending: int, exhausted: bool, shards: int, cpus: int
+) -> Execution:
+    """The execution for ``options`` given what is left to build.
+
+    ``pending`` anchors in ``shards`` shards were seen; ``exhausted`` says the source ended there (otherwise
+    there are at least ``pending``). Only ``workers="auto"`` looks at them.
+    """
+    local = "local processes" if options.processes else "local threads"
+    if options.scheduler:
+        return Execution("scheduler", 0, f"--scheduler {options.scheduler}")
+    if options.workers != "auto":
+        if options.workers == 0:
+            return Execution("in-process", 0, "--workers 0")
+        return Execution(local, options.workers, f"--workers {options.workers}")
+    if exhausted and pending < AUTO_MIN_ANCHORS:
+        return Execution(
+            "in-process", 0,
+            f"auto: {pending} anchors to build, fewer than the {AUTO_MIN_ANCHORS} where starting workers pays off",
+        )  # fmt: skip
+    if cpus < AUTO_MIN_CPUS:
+        return Execution(
+            "in-process", 0,
+            f"auto: {cpus} CPU(s), fewer than the {AUTO_MIN_CPUS} where worker processes beat this one",
+        )  # fmt: skip
+    workers = min(cpus, shards) if exhausted else cpus
+    if workers < 2:
+        return Execution("in-process", 0, f"auto: {shards} shard to build, which one process does best")
+    more = "" if exhausted else "at least "
+    return Execution(local, workers, f"auto: {more}{pending} anchors to build, one worker per CPU ({cpus})")
+
+
+def _peek(
+    shards: Iterator[tuple[int, list[Item]]], anchors: int
+) -> tuple[Iterator[tuple[int, list[Item]]], int, int, bool]:
+    """Read shards until ``anchors`` are seen or the plan ends: (the whole plan again, anchors, shards, ended)."""
+    head: list[tuple[int, list[Item]]] = []
+    seen = 0
+    for shard in shards:
+        head.append(shard)
+        seen += len(shard[1])
+        if seen >= anchors:
+            return itertools.chain(head, shards), seen, len(head), False
+    return iter(head), seen, len(head), True
+
+
+#: console scripts whose module body only imports an entry point: a local worker need not run them again
+ENTRY_SCRIPTS = ("geomeld",)
+
+
+@contextlib.contextmanager
+def _entry_script_not_rerun() -> Iterator[None]:
+    """While local worker processes start, keep them from re-running the ``geomeld`` console script.
+
+    Dask starts local workers with multiprocessing's ``spawn``, which re-imports the parent's main script
+    in every child (``__mp_main__``). The ``geomeld`` script's only line is ``from modeling_geomeld.cli
+    import main``, which imports the model package and with it transformers and torch: seconds per worker
+    for nothing. Without a ``__file__`` on ``__main__``, spawn imports no main; any other script (a user's,
+    which may define what its tasks need) is left as it is.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if (
+        main is None
+        or path is None
+        or getattr(main, "__spec__", None) is not None
+        or Path(path).name not in ENTRY_SCRIPTS
+    ):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+#: glibc malloc settings of local worker processes, replacing Dask's ``MALLOC_TRIM_THRESHOLD_=65536``
+#: (``distributed.nanny.pre-spawn-environ``): setting any threshold turns off glibc's adaptive mmap threshold,
+#: so with Dask's value every array over 128 KiB (one 128 px Sentinel-2 stack is 786 KiB) is a fresh mmap and
+#: page-faulted in; an in-process build of 80 anchors took 2.0x the CPU with it (6.45 vs 3.24 s). These keep
+#: such temporaries on the heap (CPU as without any setting: 3.51 s) and still return memory above 64 MiB
+WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
 class _Runner:
     """Runs shards either in-process or on a Dask cluster, with a bounded number in flight."""
 
-    def __init__(self, options: BuildOptions):
+    def __init__(self, options: BuildOptions, execution: Execution):
         self.options = options
+        self.execution = execution
         self.client: Any = None
         self.cluster: Any = None
-        if options.scheduler:
+        t0 = time.perf_counter()
+        if execution.mode == "scheduler":
             from distributed import Client
 
             self.client = Client(options.scheduler)
-        elif options.workers > 0:
+            workers = len(self.client.scheduler_info()["workers"])
+            self.execution = Execution("scheduler", workers, f"{execution.reason} ({workers} workers)")
+        elif execution.workers > 0:
+            import dask
             from distributed import Client, LocalCluster
 
-            self.cluster = LocalCluster(
-                n_workers=options.workers,
-                threads_per_worker=1,
-                processes=options.processes,
-                dashboard_address=None,
-                silence_logs=40,
-            )
+            malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC.items()}
+            with _entry_script_not_rerun(), dask.config.set(malloc):
+                self.cluster = LocalCluster(
+                    n_workers=execution.workers,
+                    threads_per_worker=1,
+                    processes=execution.mode == "local processes",
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
             self.client = Client(self.cluster)
         self.limit = 2 * max(1, len(self.client.scheduler_info()["workers"]) if self.client else 1)
+        if self.client is not None:
+            self.execution = replace(self.execution, startup_s=round(time.perf_counter() - t0, 3))
 
     def close(self) -> None:
         if self.client is not None:
@@ -360,6 +526,16 @@ class BuildReport:
     rows: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     fingerprint: str = ""
+    #: where the shards ran and why (:class:`Execution`)
+    execution: dict[str, Any] = field(default_factory=dict)
+    #: seconds per anchor and share per stage, over the shards built in this run (:mod:`dataset_scripts.profile`)
+    profile: dict[str, Any] = field(default_factory=dict)
+    #: summed stage seconds of this run's shards (the profile's input)
+    stage_seconds: dict[str, float] = field(default_factory=dict, repr=False)
+    #: summed counts of this run's shards (files opened, window bytes)
+    stage_counts: dict[str, float] = field(default_factory=dict, repr=False)
+    #: anchors of this run's shards (built or quarantined: both cost time)
+    profiled_anchors: int = field(default=0, repr=False)
     #: relative path -> sha256 of every data file of the finished build
     checksums: dict[str, str] = field(default_factory=dict, repr=False)
     #: the finished shards' markers (not part of the JSON report: the markers themselves are on disk)
@@ -376,6 +552,9 @@ class BuildReport:
             f"shards written {self.shards_written}, resumed {self.shards_resumed}, failed {len(self.failed_shards)}; "
             f"{self.elapsed_s:.1f} s",
         ]
+        if self.execution:
+            lines.append(f"ran {self.execution['mode']} ({self.execution['reason']})")
+        lines += profile_lines(self.profile)
         if self.failed_shards:
             lines.append(
                 "failed shards (rerun with --resume): "
@@ -385,6 +564,12 @@ class BuildReport:
 
 
 def _merge(report: BuildReport, summary: dict[str, Any], resumed: bool) -> None:
+    summary = dict(summary)
+    if "profile" in summary:  # built in this run (a resumed shard's marker carries no timings)
+        tally = summary.pop("profile")
+        add_seconds(report.stage_seconds, tally["seconds"])
+        add_seconds(report.stage_counts, tally["counts"])
+        report.profiled_anchors += summary["anchors"]
     report.summaries.append(summary)
     report.tried += summary["anchors"]
     report.built += summary["built"]
@@ -446,8 +631,13 @@ def finalize(root: Path, summaries: list[dict[str, Any]]) -> tuple[str, dict[str
     this build's rows, and rewrites the shard markers to the final names (``--resume`` of a finished build
     then finds every shard finished).
     """
-    entries = [(summary, f) for summary in sorted(summaries, key=lambda s: s["shard"]) for f in summary["files"]]
-    hashes = {f"{f['subset']}/{f['split']}/{summary['shard']}": sha256_file(root / f["path"]) for summary, f in entries}
+    entries = [
+        (summary, f) for summary in sorted(summaries, key=lambda s: s["shard"]) for f in summary["files"]
+    ]
+    hashes = {
+        f"{f['subset']}/{f['split']}/{summary['shard']}": sha256_file(root / f["path"])
+        for summary, f in entries
+    }
     fp = fingerprint(hashes)
     checksums: dict[str, str] = {}
     for summary, f in entries:
@@ -486,7 +676,11 @@ def build(
     root = Path(out).expanduser().resolve()
     _prepare_out(root, options)
     (root / BUILD_DIR).mkdir(parents=True, exist_ok=True)
-    for finished_marker in (MANIFEST_NAME, "build_report.json", f"{BUILD_DIR}/build_report.json"):  # in progress
+    for finished_marker in (
+        MANIFEST_NAME,
+        "build_report.json",
+        f"{BUILD_DIR}/build_report.json",
+    ):  # in progress
         (root / finished_marker).unlink(missing_ok=True)
     _check_plan(root, source, options, source_options)
     _clean_temporaries(root)
@@ -495,7 +689,7 @@ def build(
     duplicates: list[dict[str, str]] = []
     started = time.perf_counter()
     bar = tqdm(unit="anchor", desc="geomeld build", disable=not options.progress)
-    runner = _Runner(options)
+    runner: _Runner | None = None
     try:
         plan = _resumable(
             _plan(iter(src.anchors()), options.shard_size, duplicates, options.strict),
@@ -504,6 +698,11 @@ def build(
             options.resume,
             bar.update,
         )
+        pending, shards, ended = 0, 0, False
+        if options.workers == "auto" and not options.scheduler:  # how much is left decides where it runs
+            plan, pending, shards, ended = _peek(plan, AUTO_MIN_ANCHORS)
+        runner = _Runner(options, choose_execution(options, pending, ended, shards, cpu_count()))
+        report.execution = asdict(runner.execution)
         for shard, count, result in runner.run(plan, root):
             bar.update(count)
             if isinstance(result, BaseException):
@@ -513,7 +712,10 @@ def build(
                 _merge(report, result, resumed=False)
     finally:
         bar.close()
-        runner.close()
+        if runner is not None:
+            runner.close()
+    _clean_temporaries(root)  # a worker killed mid-write leaves a temporary file its redone shard replaced
+    report.profile = profile_table(report.stage_seconds, report.stage_counts, report.profiled_anchors)
     source_records = [asdict(r) if not isinstance(r, dict) else r for r in getattr(src, "quarantined", [])]
     extra = source_records + duplicates
     report.tried += len(extra)
@@ -526,7 +728,8 @@ def build(
     report.elapsed_s = round(time.perf_counter() - started, 3)
     # an unfinished build keeps its report hidden too: a top-level JSON file would load as a 1-row "dataset"
     report_path = root / ("build_report.json" if report.fingerprint else f"{BUILD_DIR}/build_report.json")
-    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in ("summaries", "checksums")})
+    hidden = ("summaries", "checksums", "stage_seconds", "stage_counts", "profiled_anchors")
+    _write_json(report_path, {k: v for k, v in asdict(report).items() if k not in hidden})
     if report.fingerprint:
         write_card(root, report.fingerprint)
         write_manifest(root, report.checksums, report.fingerprint, report.rows)  # last: the completion marker

@@ -44,9 +44,11 @@ def _add_build(subparsers: Any) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--workers",
-        type=int,
-        default=2,
-        help="local Dask workers, one process each (default 2); 0 runs in this process without Dask",
+        type=_workers,
+        default="auto",
+        help="local Dask workers, one process each; 0 runs in this process without Dask; auto (the default) "
+        "builds in-process when few anchors are left to build (or on 1-2 CPUs), else one worker per CPU. The "
+        "build report says which ran and why",
     )
     where.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.add_argument(
@@ -96,10 +98,22 @@ def _add_build(subparsers: Any) -> None:
         "options are listed below; an unknown key is refused",
     )
     p.add_argument(
-        "--caption", action="store_true", help="caption each sample with the grounded template captioner while building"
+        "--caption",
+        action="store_true",
+        help="caption each sample with the grounded template captioner while building",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_build)
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a count (argparse turns the error into a usage line, exit 2)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of workers, found {text!r}") from None
 
 
 def _build_options(args: argparse.Namespace) -> Any:

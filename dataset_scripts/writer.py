@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from modeling_geomeld.modalities import MODALITIES
 
+from .hf_features import features_metadata
 from .types import AlignedSample
 
 
@@ -160,18 +161,11 @@ GEO_METADATA = {
 
 def _schema() -> pa.Schema:
     """:data:`_PLAIN_SCHEMA` with the ``geo`` metadata and datasets' features (``thumbnail`` as an Image)."""
-    meta = {b"geo": json.dumps(GEO_METADATA).encode()}
-    try:
-        from datasets import Features, Image
-
-        features = Features.from_arrow_schema(_PLAIN_SCHEMA)
-        # decode=False: rows carry the PNG bytes, never a PIL decode per row access (a map-style epoch would pay
-        # it for every sample); the column is still typed Image, which is what the Hub's viewer renders
-        features["thumbnail"] = Image(decode=False)
-        meta.update(features.arrow_schema.metadata or {})
-    except ImportError:  # a builder without datasets still writes valid shards; the viewer then shows bytes
-        pass
-    return _PLAIN_SCHEMA.with_metadata(meta)
+    # decode=False: rows carry the PNG bytes, never a PIL decode per row access (a map-style epoch would pay
+    # it for every sample); the column is still typed Image, which is what the Hub's viewer renders. Written
+    # without importing datasets, which would cost every builder worker seconds (dataset_scripts.hf_features)
+    hf = features_metadata(_PLAIN_SCHEMA, {"thumbnail": {"decode": False, "_type": "Image"}})
+    return _PLAIN_SCHEMA.with_metadata({b"geo": json.dumps(GEO_METADATA).encode(), b"huggingface": hf})
 
 
 SCHEMA = _schema()

@@ -15,6 +15,8 @@ from transformers import (
     AutoProcessor,
 )
 
+# the one registry: the module the builder may have loaded already (dataset_scripts.registry)
+from . import modalities as modalities
 from .configuration_geomeld import (
     ENCODER_PRESETS,
     PRETRAINING_PRESETS,
