@@ -34,6 +34,7 @@ from .modeling_geomeld import (
     GeoMeldModel,
     GeoMeldOutput,
     GeoMeldPreTrainedModel,
+    GeoMeldVisionModel,
     contrastive_loss,
     ema_momentum,
     update_momentum,
@@ -53,6 +54,7 @@ AutoProcessor.register(GeoMeldConfig, GeoMeldProcessor, exist_ok=True)
 # ... and the auto_map written by save_pretrained, for trust_remote_code loading elsewhere
 GeoMeldConfig.register_for_auto_class()
 GeoMeldModel.register_for_auto_class("AutoModel")
+GeoMeldVisionModel.register_for_auto_class("AutoModel")  # an encoder-only checkpoint (`base_model.save_pretrained`)
 GeoMeldForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 GeoMeldForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 GeoMeldForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
@@ -77,6 +79,7 @@ __all__ = [
     "GeoMeldOutput",
     "GeoMeldPreTrainedModel",
     "GeoMeldPredictorConfig",
+    "GeoMeldVisionModel",
     "GeoMeldProcessor",
     "contrastive_loss",
     "ema_momentum",
