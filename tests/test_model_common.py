@@ -14,12 +14,12 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
 from _tiny import captions, inputs, targets, tiny_config
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from modeling_geomeld import (
@@ -47,7 +47,7 @@ def _pixels() -> dict[str, torch.Tensor]:
     return inputs(MODALITIES, batch=B, size=SIZE, seed=11)
 
 
-def _model_inputs(cls: type) -> dict[str, Any]:
+def _model_inputs(cls: Any) -> dict[str, Any]:
     g = torch.Generator().manual_seed(5)
     if cls is GeoMeldModel:
         return {"pixel_values": _pixels(), **{k: v[:B] for k, v in captions().items()}, "return_loss": True}
@@ -78,7 +78,7 @@ WITH_HIDDEN_STATES = [GeoMeldVisionModel, GeoMeldModel, GeoMeldForImageClassific
 ids = [c.__name__ for c in ALL_MODEL_CLASSES]
 
 
-def _build(cls: type, seed: int = 0, **overrides: Any) -> PreTrainedModel:
+def _build(cls: Any, seed: int = 0, **overrides: Any) -> Any:
     torch.manual_seed(seed)
     return cls(_config(**overrides))
 
@@ -105,14 +105,14 @@ def _assert_same(a: Any, b: Any, atol: float = 1e-5) -> None:
 
 
 def _hidden(out: Any) -> tuple[torch.Tensor, ...] | None:
-    return out.encoder_output.hidden_states if isinstance(out, ModelOutput) and "encoder_output" in out else out.hidden_states
+    return out.encoder_output.hidden_states if "encoder_output" in out else out.hidden_states
 
 
 # --- upstream: test_save_load, test_determinism, test_forward_signature, test_model_main_input_name ---------------
 
 
 @pytest.mark.parametrize("cls", ALL_MODEL_CLASSES, ids=ids)
-def test_save_load(cls: type, tmp_path: Path) -> None:
+def test_save_load(cls: Any, tmp_path: Path) -> None:
     model = _build(cls).eval()
     x = _model_inputs(cls)
     with torch.no_grad():
@@ -126,7 +126,7 @@ def test_save_load(cls: type, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cls", ALL_MODEL_CLASSES, ids=ids)
-def test_determinism(cls: type) -> None:
+def test_determinism(cls: Any) -> None:
     model = _build(cls).eval()
     x = _model_inputs(cls)
     with torch.no_grad():
@@ -134,7 +134,7 @@ def test_determinism(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", ALL_MODEL_CLASSES, ids=ids)
-def test_forward_signature_and_unknown_keywords(cls: type) -> None:
+def test_forward_signature_and_unknown_keywords(cls: Any) -> None:
     params = list(inspect.signature(cls.forward).parameters)
     assert params[:2] == ["self", "pixel_values"] and cls.main_input_name == "pixel_values"
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.forward).parameters.values())
@@ -147,9 +147,9 @@ def test_forward_signature_and_unknown_keywords(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", ALL_MODEL_CLASSES, ids=ids)
-def test_initialization(cls: type) -> None:
+def test_initialization(cls: Any) -> None:
     """Upstream sets every `*initializer_range` to 1e-10: then every initialised parameter has mean 0 or 1."""
-    text = {**_config().text_config.to_dict(), "initializer_range": 1e-10}
+    text = {**cast(PreTrainedConfig, _config().text_config).to_dict(), "initializer_range": 1e-10}
     model = _build(cls, encoder_config={"initializer_range": 1e-10}, text_config=text)
     for name, param in model.named_parameters():
         if name.endswith("logit_scale"):
@@ -168,7 +168,7 @@ def test_model_is_small() -> None:
 
 
 @pytest.mark.parametrize("cls", WITH_LOSS, ids=[c.__name__ for c in WITH_LOSS])
-def test_training(cls: type) -> None:
+def test_training(cls: Any) -> None:
     model = _build(cls).train()
     loss = model(**_model_inputs(cls)).loss
     assert loss is not None and loss.ndim == 0 and torch.isfinite(loss)
@@ -181,7 +181,7 @@ def test_training(cls: type) -> None:
     assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("ema_encoder."))
 
 
-def _loss_and_grads(model: PreTrainedModel, cls: type, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _loss_and_grads(model: PreTrainedModel, cls: Any, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad()
     torch.manual_seed(seed)  # the drop path draws (drop_path_rate 0.1 in the tiny config)
     loss = model(**_model_inputs(cls)).loss
@@ -190,7 +190,7 @@ def _loss_and_grads(model: PreTrainedModel, cls: type, seed: int) -> tuple[torch
 
 
 @pytest.mark.parametrize("cls", WITH_LOSS, ids=[c.__name__ for c in WITH_LOSS])
-def test_training_gradient_checkpointing(cls: type) -> None:
+def test_training_gradient_checkpointing(cls: Any) -> None:
     """Upstream checks that checkpointing trains; here also that the loss and every gradient are identical with
     it on, drop path included, and that the blocks really recompute in the backward pass."""
     assert cls.supports_gradient_checkpointing
@@ -226,7 +226,7 @@ def test_reentrant_gradient_checkpointing_gives_the_same_gradients() -> None:
 
 
 @pytest.mark.parametrize("cls", WITH_HIDDEN_STATES, ids=[c.__name__ for c in WITH_HIDDEN_STATES])
-def test_hidden_states_output(cls: type) -> None:
+def test_hidden_states_output(cls: Any) -> None:
     """As upstream's ConvNeXt test: `num_stages + 1` hidden states, the first one the embedding output; asked
     for by keyword or by the config; absent otherwise."""
     expected = [(B, *STAGE_SHAPES[0]), *[(B, *s) for s in STAGE_SHAPES]]
@@ -262,7 +262,7 @@ def test_retain_grad_hidden_states() -> None:
 
 
 @pytest.mark.parametrize("cls", ALL_MODEL_CLASSES, ids=ids)
-def test_model_outputs_equivalence(cls: type) -> None:
+def test_model_outputs_equivalence(cls: Any) -> None:
     model = _build(cls).eval()
     options: list[dict[str, Any]] = [{}]
     if cls in WITH_HIDDEN_STATES:
@@ -291,7 +291,7 @@ def test_model_outputs_equivalence(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", [GeoMeldForImageClassification, GeoMeldForSemanticSegmentation], ids=["cls", "seg"])
-def test_correct_missing_keys(cls: type, tmp_path: Path) -> None:
+def test_correct_missing_keys(cls: Any, tmp_path: Path) -> None:
     model = _build(cls)
     assert isinstance(model.base_model, GeoMeldVisionModel) and model.base_model is model.geomeld
     model.base_model.save_pretrained(tmp_path)
@@ -307,7 +307,7 @@ def test_correct_missing_keys(cls: type, tmp_path: Path) -> None:
 
 def test_load_with_mismatched_shapes(tmp_path: Path) -> None:
     _build(GeoMeldForImageClassification).save_pretrained(tmp_path)
-    with pytest.raises(RuntimeError, match="size mismatch|mismatch"):
+    with pytest.raises(RuntimeError, match="mismatch"):
         GeoMeldForImageClassification.from_pretrained(tmp_path, num_labels=5)
     model, info = GeoMeldForImageClassification.from_pretrained(
         tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
