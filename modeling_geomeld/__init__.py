@@ -36,6 +36,7 @@ from .modeling_geomeld import (
     GeoMeldModel,
     GeoMeldOutput,
     GeoMeldPreTrainedModel,
+    GeoMeldVisionModel,
     contrastive_loss,
     ema_momentum,
     update_momentum,
@@ -55,6 +56,7 @@ AutoProcessor.register(GeoMeldConfig, GeoMeldProcessor, exist_ok=True)
 # ... and the auto_map written by save_pretrained, for trust_remote_code loading elsewhere
 GeoMeldConfig.register_for_auto_class()
 GeoMeldModel.register_for_auto_class("AutoModel")
+GeoMeldVisionModel.register_for_auto_class("AutoModel")  # an encoder-only checkpoint (`base_model.save_pretrained`)
 GeoMeldForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 GeoMeldForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 GeoMeldForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
@@ -80,6 +82,7 @@ __all__ = [
     "GeoMeldPreTrainedModel",
     "GeoMeldPredictorConfig",
     "GeoMeldProcessor",
+    "GeoMeldVisionModel",
     "contrastive_loss",
     "ema_momentum",
     "get_modality",

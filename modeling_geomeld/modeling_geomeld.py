@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention, SemanticSegmenterOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_geomeld import (
     GeoMeldConfig,
@@ -57,7 +58,28 @@ class GeoMeldEncoderOutput(ModelOutput):
     Args:
         last_hidden_state: (B, C_last, h, w) features on the patch grid; zero where `visible` is 0.
         pooler_output: (B, C_last) layer-normed mean of the visible features.
-        hidden_states: per stage (B, C_i, H_i, W_i), for dense heads (UNet decoders).
+        hidden_states: per stage (B, C_i, H_i, W_i), for dense heads (UNet decoders); always filled (this is
+            the internal module's output: exporters and converters read the stage features from it).
+        visible: (B, 1, h, w) float, 1 where the encoder saw valid, unmasked data.
+        embedding_output: (B, C_0, H_0, W_0) the fused stem output entering the first stage.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    visible: torch.Tensor | None = None
+    embedding_output: torch.Tensor | None = None
+
+
+@dataclass
+class GeoMeldVisionOutput(ModelOutput):
+    """Output of `GeoMeldVisionModel` (and the image side of `GeoMeldModel`), with transformers' semantics.
+
+    Args:
+        last_hidden_state: (B, C_last, h, w) features on the patch grid; zero where `visible` is 0.
+        pooler_output: (B, C_last) layer-normed mean of the visible features.
+        hidden_states: with `output_hidden_states=True`, the embedding output followed by every stage's output,
+            `num_stages + 1` tensors (B, C_i, H_i, W_i) as in transformers' ConvNeXt; `None` otherwise.
         visible: (B, 1, h, w) float, 1 where the encoder saw valid, unmasked data.
     """
 
@@ -77,7 +99,7 @@ class GeoMeldOutput(ModelOutput):
         logits_per_text: (B_txt, B_img), the transpose.
         image_embeds: (B_img, P) L2-normalised projected image embeddings.
         text_embeds: (B_txt, P) L2-normalised projected text embeddings.
-        encoder_output: the `GeoMeldEncoderOutput` of the image side.
+        encoder_output: the `GeoMeldVisionOutput` of the image side.
     """
 
     loss: torch.Tensor | None = None
@@ -85,7 +107,11 @@ class GeoMeldOutput(ModelOutput):
     logits_per_text: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
-    encoder_output: GeoMeldEncoderOutput | None = None
+    encoder_output: GeoMeldVisionOutput | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        # the nested output becomes a tuple too (as CLIPOutput does), so `return_dict=False` holds only tuples
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in super().to_tuple())
 
 
 @dataclass
@@ -160,8 +186,12 @@ class DropPath(nn.Module):
         return x * x.new_empty(shape).bernoulli_(keep_prob).div_(keep_prob)
 
 
-class ConvNeXtV2Block(nn.Module):
-    """ConvNeXt V2 block: `x + drop_path(pw2(grn(gelu(pw1(norm(dwconv(x)))))))`, mask-aware (see module doc)."""
+class ConvNeXtV2Block(GradientCheckpointingLayer):
+    """ConvNeXt V2 block: `x + drop_path(pw2(grn(gelu(pw1(norm(dwconv(x)))))))`, mask-aware (see module doc).
+
+    A `GradientCheckpointingLayer`: after `model.gradient_checkpointing_enable()` its activations are recomputed
+    in the backward pass (the RNG state is replayed, so drop path draws the same samples). `x` and `keep` are
+    passed positionally, which reentrant checkpointing needs to propagate gradients."""
 
     def __init__(self, dim: int, kernel_size: int = 7, drop_path: float = 0.0, eps: float = 1e-6):
         super().__init__()
@@ -401,6 +431,7 @@ class GeoMeldEncoder(nn.Module):
         if keep is not None:
             x = x * keep
 
+        embedding_output = x
         hidden_states = []
         for downsample, blocks in zip(self.downsamples, self.stages, strict=True):
             if isinstance(downsample, Downsample):
@@ -420,7 +451,21 @@ class GeoMeldEncoder(nn.Module):
             pooler_output=self.norm(pooled),
             hidden_states=tuple(hidden_states),
             visible=visible,
+            embedding_output=embedding_output,
         )
+
+
+def _vision_output(enc: GeoMeldEncoderOutput, output_hidden_states: bool) -> GeoMeldVisionOutput:
+    """The encoder's output in transformers' convention: hidden states (embedding output first) only on request."""
+    hidden = None
+    if output_hidden_states:
+        hidden = (cast(torch.Tensor, enc.embedding_output), *(enc.hidden_states or ()))
+    return GeoMeldVisionOutput(
+        last_hidden_state=enc.last_hidden_state,
+        pooler_output=enc.pooler_output,
+        hidden_states=hidden,
+        visible=enc.visible,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -431,16 +476,31 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
     config_class = GeoMeldConfig
     base_model_prefix = "geomeld"
     main_input_name = "pixel_values"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = {"ConvNeXtV2Block"}
+    # The image encoder has no attention; the text tower (a transformers BERT by default) does, and takes
+    # whatever implementation the composite is loaded with. These flags let `attn_implementation="sdpa"` (and
+    # the others BERT supports) pass the composite's check and reach the tower's sub-config.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
-        """Save weights (safetensors) and config; the config's `auto_map` always names the released
-        `GeoMeldModel` for `AutoModel`, so a pretraining checkpoint loads as the release with remote code."""
-        auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.setdefault("AutoModel", "modeling_geomeld.GeoMeldModel")
-        self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        """Save weights (safetensors) and config. The config's `auto_map` names every head (`AUTO_MAP`), whatever
+        class is saved, so a user without this package loads any of them with `trust_remote_code=True` (a
+        pretraining checkpoint loads as the release under `AutoModel`); the processors' code is copied along."""
+        from transformers.dynamic_module_utils import custom_object_save
+
+        from .image_processing_geomeld import GeoMeldImageProcessor
+        from .processing_geomeld import GeoMeldProcessor
+
+        self.config.auto_map = {**dict(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            for processor_class in (GeoMeldImageProcessor, GeoMeldProcessor):
+                custom_object_save(processor_class, save_directory)  # copies the module and its relative imports
+        return result
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -484,6 +544,18 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.mask_token, std=std)
         elif isinstance(module, GeoMeldModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init)
+
+
+#: the `auto_map` every saved checkpoint carries: Auto class -> `module.Class` of the code shipped with it
+AUTO_MAP: dict[str, str] = {
+    "AutoConfig": "configuration_geomeld.GeoMeldConfig",
+    "AutoModel": "modeling_geomeld.GeoMeldModel",
+    "AutoModelForPreTraining": "modeling_geomeld.GeoMeldForPreTraining",
+    "AutoModelForImageClassification": "modeling_geomeld.GeoMeldForImageClassification",
+    "AutoModelForSemanticSegmentation": "modeling_geomeld.GeoMeldForSemanticSegmentation",
+    "AutoImageProcessor": "image_processing_geomeld.GeoMeldImageProcessor",
+    "AutoProcessor": "processing_geomeld.GeoMeldProcessor",
+}
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -626,6 +698,7 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
             text_features = mean_pool(hidden, attention_mask)
         return self.text_projection(text_features.to(self.text_projection.weight.dtype))
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: dict[str, torch.Tensor],
@@ -635,9 +708,14 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
         valid_mask: dict[str, torch.Tensor] | None = None,
         text_features: torch.Tensor | None = None,
         return_loss: bool = False,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        invalid_pixels: dict[str, torch.Tensor] | None = None,
     ) -> GeoMeldOutput:
-        encoder_output = self.encoder(pixel_values, valid_mask)
+        """Image-text similarities (CLIP-style). `output_hidden_states` fills `encoder_output.hidden_states`
+        (embedding output, then every stage); `return_dict=False` returns nested tuples (`can_return_tuple`)."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        encoder_output = _vision_output(self.encoder(pixel_values, valid_mask), bool(output_hidden_states))
         image_embeds = F.normalize(self.visual_projection(encoder_output.pooler_output), dim=-1)
         text_embeds = F.normalize(
             self.get_text_features(input_ids, attention_mask, token_type_ids, text_features), dim=-1
@@ -865,6 +943,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             self.reset_ema()
 
     # -- forward ------------------------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         pixel_values: dict[str, torch.Tensor],
@@ -878,7 +957,7 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         mask: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-        **kwargs: Any,
+        invalid_pixels: dict[str, torch.Tensor] | None = None,
     ) -> GeoMeldForPreTrainingOutput:
         """One pretraining forward pass.
 
@@ -890,6 +969,9 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             target_valid: optional modality -> (B, H, W) bool, overriding the validity derived from targets.
             input_ids / attention_mask / token_type_ids or text_features: the captions, for ITC.
             mask / noise / generator: the patch mask (B, h, w), or the randomness to sample it.
+            invalid_pixels: the processor's per-sample no-data counts (diagnostics): accepted so that
+                `model(**processor(...))` works, unused (validity comes from `valid_mask` / `target_valid`).
+            Any other keyword raises `TypeError`.
         """
         cfg = self.config
         enc_cfg = cfg.encoder_cfg
@@ -1075,15 +1157,6 @@ def _num_labels(config: GeoMeldConfig) -> int:
     return int(config.num_labels)
 
 
-class GeoMeldVisionBackbone(nn.Module):
-    """The encoder alone, under the attribute path a pretraining checkpoint uses (`geomeld.encoder.*`), so
-    task models reuse its weights and skip the text tower."""
-
-    def __init__(self, config: GeoMeldConfig):
-        super().__init__()
-        self.encoder = GeoMeldEncoder(config.encoder_cfg)
-
-
 # everything of a GeoMeldModel / GeoMeldForPreTraining checkpoint a task model does not use
 _TASK_IGNORED = [
     r"(^|\.)text_model\.",
@@ -1094,34 +1167,95 @@ _TASK_IGNORED = [
 ]
 
 
-class GeoMeldForImageClassification(GeoMeldPreTrainedModel):
-    """Pooled encoder features -> dropout -> linear. Single-label (cross-entropy with optional label smoothing)
-    or multi-label (`problem_type="multi_label_classification"`, BCE; smoothing pulls targets towards 0.5)."""
+class GeoMeldVisionModel(GeoMeldPreTrainedModel):
+    """The image encoder alone, as a model of its own: the `base_model` of the task heads (under the attribute
+    path a pretraining checkpoint uses, `geomeld.encoder.*`, so heads reuse its weights and skip the text tower).
+    `model.base_model.save_pretrained(dir)` writes an encoder-only checkpoint (keys `encoder.*`) that every head
+    and this class load again."""
 
     _keys_to_ignore_on_load_unexpected = _TASK_IGNORED
 
     def __init__(self, config: GeoMeldConfig):
         super().__init__(config)
+        self.encoder = GeoMeldEncoder(config.encoder_cfg)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: dict[str, torch.Tensor],
+        valid_mask: dict[str, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        invalid_pixels: dict[str, torch.Tensor] | None = None,
+    ) -> GeoMeldVisionOutput:
+        """Encode (see `GeoMeldEncoder.forward`); `output_hidden_states` adds the embedding output and every
+        stage's output (`num_stages + 1` tensors); `return_dict=False` returns a tuple."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return _vision_output(self.encoder(pixel_values, valid_mask, mask), bool(output_hidden_states))
+
+
+#: problem types of `GeoMeldForImageClassification`, as transformers' image classifiers name them
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+class GeoMeldForImageClassification(GeoMeldPreTrainedModel):
+    """Pooled encoder features -> dropout -> linear, with transformers' `problem_type`s:
+    `"regression"` (MSE; the default when `num_labels == 1`), `"single_label_classification"` (cross-entropy
+    with optional label smoothing; the default for integer labels) and `"multi_label_classification"` (BCE;
+    smoothing pulls targets towards 0.5; the default for float labels shaped like the logits)."""
+
+    _keys_to_ignore_on_load_unexpected = _TASK_IGNORED
+
+    def __init__(self, config: GeoMeldConfig):
+        super().__init__(config)
+        if config.problem_type is not None and config.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {config.problem_type!r}")
         self.num_labels = config.num_labels
-        self.geomeld = GeoMeldVisionBackbone(config)
+        self.geomeld = GeoMeldVisionModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.encoder_cfg.hidden_size, _num_labels(config))
         self.post_init()
 
+    def _problem_type(self, labels: torch.Tensor, logits: torch.Tensor) -> str:
+        """The configured problem type, else inferred from the labels as transformers' classifiers do (without
+        writing it into the config: a forward pass does not change what `save_pretrained` writes)."""
+        if self.config.problem_type is not None:
+            return str(self.config.problem_type)
+        if self.num_labels == 1:
+            return "regression"
+        if not labels.is_floating_point() or labels.ndim == 1:
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    @can_return_tuple
     def forward(
         self,
         pixel_values: dict[str, torch.Tensor],
         valid_mask: dict[str, torch.Tensor] | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        invalid_pixels: dict[str, torch.Tensor] | None = None,
     ) -> ImageClassifierOutputWithNoAttention:
-        """labels: (B,) class indices, or (B, num_labels) multi-hot for multi-label problems."""
-        enc = self.geomeld.encoder(pixel_values, valid_mask)
-        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, num_labels)
+        """labels: (B,) class indices (single-label), (B, num_labels) multi-hot (multi-label), or (B,) /
+        (B, num_labels) real values (regression)."""
+        out = self.geomeld(pixel_values, valid_mask, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         loss = None
         if labels is not None:
             smoothing = self.config.label_smoothing
-            if self.config.problem_type == "multi_label_classification":
+            problem = self._problem_type(labels, logits)
+            if problem == "regression":
+                if self.num_labels == 1:
+                    if labels.numel() != logits.shape[0]:
+                        raise ValueError(f"regression targets must be (B,) or (B, 1) values, got {tuple(labels.shape)}")
+                    loss = F.mse_loss(logits.reshape(-1), labels.reshape(-1).to(logits.dtype))
+                else:
+                    if labels.shape != logits.shape:
+                        raise ValueError(f"regression targets must be (B, {self.num_labels}), got {tuple(labels.shape)}")
+                    loss = F.mse_loss(logits, labels.to(logits.dtype))
+            elif problem == "multi_label_classification":
                 if labels.shape != logits.shape:
                     raise ValueError(f"multi-label targets must be (B, {self.num_labels}) multi-hot, got {tuple(labels.shape)}")
                 target = labels.to(logits.dtype) * (1.0 - smoothing) + 0.5 * smoothing
@@ -1133,7 +1267,7 @@ class GeoMeldForImageClassification(GeoMeldPreTrainedModel):
                         'set problem_type="multi_label_classification" for multi-hot labels'
                     )
                 loss = F.cross_entropy(logits, labels.long(), label_smoothing=smoothing)
-        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
 class UNetUpBlock(nn.Module):
@@ -1174,6 +1308,8 @@ class GeoMeldUNetDecoder(nn.Module):
         self.classifier = nn.Conv2d(in_ch, _num_labels(config), kernel_size=1)
 
     def forward(self, hidden_states: tuple[torch.Tensor, ...], size: tuple[int, int]) -> torch.Tensor:
+        """hidden_states: one feature map per encoder stage, shallowest first (the vision model's hidden states
+        without their first entry, the embedding output)."""
         feats = list(hidden_states)[::-1]  # deepest first
         x = feats[0]
         for i, block in enumerate(self.blocks):
@@ -1192,21 +1328,25 @@ class GeoMeldForSemanticSegmentation(GeoMeldPreTrainedModel):
 
     def __init__(self, config: GeoMeldConfig):
         super().__init__(config)
-        self.geomeld = GeoMeldVisionBackbone(config)
+        self.geomeld = GeoMeldVisionModel(config)
         self.decode_head = GeoMeldUNetDecoder(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: dict[str, torch.Tensor],
         valid_mask: dict[str, torch.Tensor] | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs: Any,
+        output_hidden_states: bool | None = None,
+        invalid_pixels: dict[str, torch.Tensor] | None = None,
     ) -> SemanticSegmenterOutput:
         """labels: (B, H, W) class indices, `semantic_loss_ignore_index` where unknown."""
-        enc = self.geomeld.encoder(pixel_values, valid_mask)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        enc = self.geomeld(pixel_values, valid_mask, output_hidden_states=True, return_dict=True)  # every stage
         height, width = next(iter(pixel_values.values())).shape[-2:]
-        logits = self.decode_head(enc.hidden_states, (height, width))
+        logits = self.decode_head(enc.hidden_states[1:], (height, width))  # [0] is the embedding output
         loss = None
         if labels is not None:
             if tuple(labels.shape) != (logits.shape[0], height, width):
@@ -1217,7 +1357,9 @@ class GeoMeldForSemanticSegmentation(GeoMeldPreTrainedModel):
                 ignore_index=self.config.semantic_loss_ignore_index,
                 label_smoothing=self.config.label_smoothing,
             )
-        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+        return SemanticSegmenterOutput(
+            loss=loss, logits=logits, hidden_states=enc.hidden_states if output_hidden_states else None
+        )
 
 
 __all__ = [
@@ -1230,6 +1372,8 @@ __all__ = [
     "GeoMeldModel",
     "GeoMeldOutput",
     "GeoMeldPreTrainedModel",
+    "GeoMeldVisionModel",
+    "GeoMeldVisionOutput",
     "contrastive_loss",
     "ema_momentum",
     "update_momentum",

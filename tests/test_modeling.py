@@ -310,6 +310,21 @@ def test_remote_code_loading_in_a_process_without_the_package(tmp_path: Path) ->
     processor.save_pretrained(tmp_path)
     for name in ("modeling_geomeld.py", "configuration_geomeld.py", "modalities.py", "masking.py", "image_processing_geomeld.py"):
         assert (tmp_path / name).is_file(), name
+    import json
+
+    heads = {
+        "AutoModel": "GeoMeldModel",
+        "AutoModelForPreTraining": "GeoMeldForPreTraining",
+        "AutoModelForImageClassification": "GeoMeldForImageClassification",
+        "AutoModelForSemanticSegmentation": "GeoMeldForSemanticSegmentation",
+    }
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert {k: v.split(".")[-1] for k, v in auto_map.items()} == {
+        **heads, "AutoConfig": "GeoMeldConfig", "AutoImageProcessor": "GeoMeldImageProcessor", "AutoProcessor": "GeoMeldProcessor"
+    }
+    from modeling_geomeld import GeoMeldForSemanticSegmentation
+
+    GeoMeldForSemanticSegmentation(cfg).base_model.save_pretrained(tmp_path / "vision")  # an encoder-only checkpoint
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -334,6 +349,15 @@ def test_remote_code_loading_in_a_process_without_the_package(tmp_path: Path) ->
             got = model(**batch).logits_per_image
         expected = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
         print("MAXDIFF", float((got - expected).abs().max()), type(model).__name__)
+        import transformers
+        for auto, name in {heads!r}.items():
+            head = getattr(transformers, auto).from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+            assert type(head).__name__ == name and not type(head).__module__.startswith("modeling_geomeld"), type(head)
+        image_processor = transformers.AutoImageProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        assert type(image_processor).__name__ == "GeoMeldImageProcessor", type(image_processor)
+        vision = AutoModel.from_pretrained({str(tmp_path / "vision")!r}, trust_remote_code=True)
+        assert type(vision).__name__ == "GeoMeldVisionModel", type(vision)
+        print("HEADS OK")
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
@@ -341,6 +365,7 @@ def test_remote_code_loading_in_a_process_without_the_package(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MAXDIFF"))
     assert float(line.split()[1]) == 0.0 and line.split()[2] == "GeoMeldModel"
+    assert "HEADS OK" in result.stdout
 
 
 def test_patch_8_at_56_px_and_unshared_decoder_blocks() -> None:
