@@ -32,8 +32,10 @@ def _imports(path: Path) -> list[tuple[str, int]]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out += [(alias.name, 0) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            out.append((node.module or "", node.level))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, node.level))
+        elif isinstance(node, ast.ImportFrom):  # `from . import name`: each name is a module of the package
+            out += [(alias.name, node.level) for alias in node.names]
     return out
 
 
