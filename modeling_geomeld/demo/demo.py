@@ -176,30 +176,6 @@ def _reason(name: str) -> str:
     return "does not beat its baseline at this size"
 
 
-def _loss_figure(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = sorted({k for h in history for k in h if ("loss" in k or k.startswith("mpmae/")) and k != "grad_norm"})
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key in keys:
-        pts = [(h["step"], h[key]) for h in history if key in h and "step" in h]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, label=key, lw=1.8 if key == "loss" else 1.0)
-    ax.set_yscale("log")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss (log scale)")
-    ax.set_title("GeoMeld-FM pretraining losses by step")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _per_patch_standardised(x: np.ndarray, patch: int) -> np.ndarray:
     """(N, H, W) -> each patch minus its mean over its finite pixels, over its std (n - 1), as MAE's norm-pix."""
     n, h, w = x.shape
@@ -321,7 +297,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from dataset_scripts.loading import load_geomeld
     from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldProcessor
     from modeling_geomeld.evaluation import linear_probe
-    from modeling_geomeld.training.pretraining import evaluate_pretraining, pretrain, row_to_sample
+    from modeling_geomeld.training.pretraining import (
+        evaluate_pretraining,
+        plot_losses,
+        pretrain,
+        row_to_sample,
+    )
     from space_app.about import EVALUATION_FILE
 
     if args.manifest and not Path(args.manifest).is_file():  # a user mistake: say so before minutes of work
@@ -367,7 +348,7 @@ def run_demo(args: argparse.Namespace) -> int:
         save_steps=max(args.steps, 1), logging_steps=5, seed=args.seed, config_overrides=overrides,
     )  # fmt: skip
     history = [dict(h) for h in training["history"]]
-    _loss_figure(history, out / "loss.png")
+    plot_losses(history, out / "loss.png")
 
     print("[4/6] held-out evaluation: every metric against its baseline")
     model = GeoMeldForPreTraining.from_pretrained(ckpt).eval()

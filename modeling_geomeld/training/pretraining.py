@@ -360,7 +360,7 @@ def pretrain(
         processor.save_pretrained(output_dir)
         _write_csv(history, out / "log.csv")
         if history:
-            plot_losses([{k: float(v) for k, v in h.items() if "loss" in k or k.startswith("mpmae/")} for h in history], out / "loss.png")
+            plot_losses(history, out / "loss.png")
         card = model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step)
         (out / "README.md").write_text(card + "\n" + statistics_markdown(processor.image_processor))
     return {"history": history, "global_step": trainer.state.global_step, "model": model}
@@ -435,23 +435,25 @@ def evaluate_pretraining(model: Any, processor: Any, samples: Sequence[Mapping[s
     return result
 
 
-def plot_losses(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """A loss-curve figure, one line per loss part (log scale), written to `path`."""
+def plot_losses(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Loss curves by optimiser step (the Trainer's logged ``step``), one line per loss part, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    keys = sorted({k for h in history for k in h})
+    keys = sorted({k for h in history for k in h if ("loss" in k or k.startswith("mpmae/")) and k != "grad_norm"})
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for key in keys:
-        ys = [h.get(key, np.nan) for h in history]
-        ax.plot(range(1, len(ys) + 1), ys, label=key, lw=1.5 if key == "loss" else 1.0)
+        pts = [(h["step"], float(h[key])) for h in history if key in h and "step" in h]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, label=key, lw=1.8 if key == "loss" else 1.0)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title("GeoMeld-FM pretraining")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (log scale)")
+    ax.set_title("GeoMeld-FM pretraining losses by step")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
