@@ -157,6 +157,8 @@ def test_the_space_in_chromium(browser: object, space_server: str, terramind_dir
     columns = page.evaluate(_TABLE_COLUMNS, "#captions")
     assert [c["text"] for c in columns][:4] == ["#", "score", "caption", "tile"], columns
     assert all(c["inside"] and c["width"] >= 20 and c["one_line"] for c in columns[:4]), columns
+    # the image element appears before its pixels: measure it once it has loaded
+    page.wait_for_function("(() => { const i = document.querySelector('#query-image img'); return i && i.complete && i.naturalWidth > 0; })()")
     shown = page.evaluate("(() => { const i = document.querySelector('#query-image img'); const r = i.getBoundingClientRect(); return {w: r.width, h: r.height, natural: i.naturalWidth}; })()")
     assert min(shown["w"], shown["h"]) >= 200 and shown["natural"] >= 256, shown  # the 64 px query enlarged, not a stamp
     _assert_gallery_whole(page, "#similar", 3)
