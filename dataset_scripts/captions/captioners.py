@@ -306,7 +306,6 @@ class TemplateCaptioner:
                 (f"{noun.capitalize()} {verb('covers')} most of this {land}",
                  f"{art.capitalize()} {land} given over mainly to {noun}",
                  f"Across this {land}, {noun} {verb('dominates')} the view",
-                 f"Mostly {noun}, this {land} is {_short(group)} for the most part",
                  f"{noun.capitalize()} {verb('fills')} most of {art} {land}")
             )  # fmt: skip
         if hi - lo <= SPECTRAL_NUMBER_WIDTH and lo >= 3:
