@@ -3,7 +3,7 @@
 Layout (ServiceNow/geo-bench, `geobench/dataset.py`)::
 
     <root>/classification_v1.0/<task>/   and   <root>/segmentation_v1.0/<task>/
-        task_specs.pkl                     a pickle: never opened here, task facts come from PRESETS
+        task_specs.pkl                     a pickled TaskSpecifications: read statically for class names
         band_stats.json                    {band name: {"mean", "std", "min", "max", ...}}
         default_partition.json             {"train": [sample names], "valid": [...], "test": [...]}
         <partition>_partition.json         e.g. 0.01x_train_partition.json ... 1.00x_train_partition.json
@@ -29,8 +29,14 @@ Naming conventions, as GEO-Bench writes them:
 * Classification targets live in the file attribute ``"pickle"``: ``str(pickle.dumps(attr_dict))`` with
   ``attr_dict["label"]`` an int (single-label) or a multi-hot numpy array (m-bigearthnet). We read that string
   with :func:`static_unpickle`, which walks the opcodes with :mod:`pickletools` and never imports or calls
-  anything. A plain HDF5 attribute ``"label"`` (int or multi-hot list), as our test fixture writes, is read
-  first when present.
+  anything, within :class:`PickleLimits` (stream length, opcodes, memo entries, values reachable, depth), so a
+  hostile or damaged file fails fast with :class:`CorruptSampleError` naming it. A plain HDF5 attribute
+  ``"label"`` (int or multi-hot list), as our older test fixture writes, is read first when present.
+* ``task_specs.pkl`` is read the same way (:func:`read_task_specs`) for the label type's class names
+  (:attr:`GeoBenchTask.label_names`); the task facts we rely on otherwise (bands, metric) are PRESETS, checked
+  against GEO-Bench's own reader on files its writer made (tests/test_geobench_official.py).
+* m-cashew-plant and m-SA-crop-type hold 12 S2 bands (their converters drop B10) plus ``"Cloud Probability"``,
+  each band name dated (``"04 - Red_2019-11-10"``).
 * m-eurosat and m-brick-kiln in the published v1.0 store wrong band names for most channels (geo-bench issues
   #28, #29): selecting by name picks the wrong channel there. We warn, as GEO-Bench does.
 
@@ -44,6 +50,7 @@ import json
 import os
 import pickletools
 import re
+import struct
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -192,8 +199,10 @@ PRESETS: Mapping[str, TaskPreset] = MappingProxyType(
                     {"landsat8": ("B4", "B3", "B2", "B5", "B6", "B7")}, 332,
                     notes="Landsat-8, 15 m; one sample per date, band names carry the date"),
             _preset("m-pv4ger", _C, "single_label", 2, "accuracy", {"aerial": RGB}, 320, notes="aerial RGB"),
-            _preset("m-cashew-plant", _S, "segmentation", 7, "mean_iou", {"sentinel2": S2_ALL}, 256),
-            _preset("m-SA-crop-type", _S, "segmentation", 10, "mean_iou", {"sentinel2": S2_ALL}, 256),
+            _preset("m-cashew-plant", _S, "segmentation", 7, "mean_iou", {"sentinel2": S2_NO_CIRRUS}, 256,
+                    notes="12 S2 bands (the converter drops B10) + 'Cloud Probability' (not served); dated names"),
+            _preset("m-SA-crop-type", _S, "segmentation", 10, "mean_iou", {"sentinel2": S2_NO_CIRRUS}, 256,
+                    notes="12 S2 bands (the converter drops B10) + 'Cloud Probability' (not served); dated names"),
             _preset("m-chesapeake", _S, "segmentation", 7, "mean_iou", {"naip": ("R", "G", "B", "NIR")}, 256,
                     notes="NAIP 1 m RGB + NIR"),
             _preset("m-pv4ger-seg", _S, "segmentation", 2, "mean_iou", {"aerial": RGB}, 320, notes="aerial RGB"),
@@ -233,7 +242,34 @@ def resolve_root(root: str | os.PathLike | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------
-# Reading the pickled attribute without unpickling.
+# Reading pickles without unpickling, within limits.
+class StaticPickleError(ValueError):
+    """A pickle stream the static reader refuses: malformed, of an unsupported kind, or past a limit."""
+
+
+@dataclass(frozen=True)
+class PickleLimits:
+    """Bounds on what one pickle stream may cost the static reader, so that a hostile file fails fast.
+
+    Attributes:
+        max_bytes: length of the stream.
+        max_ops: opcodes read (the work of reading; one opcode costs O(1) amortised).
+        max_memo: memo entries.
+        max_size: values reachable from one value, shared references counted every time they are reached (the
+            measure a "billion laughs" stream blows up: 30 self-doublings of one list reach 2**30 values).
+        max_depth: nesting depth of containers.
+    """
+
+    max_bytes: int = 16 * 2**20
+    max_ops: int = 200_000
+    max_memo: int = 100_000
+    max_size: int = 1_000_000
+    max_depth: int = 64
+
+
+DEFAULT_LIMITS = PickleLimits()
+
+
 @dataclass(frozen=True)
 class PickleGlobal:
     """A ``module.name`` reference in a pickle; never imported."""
@@ -251,151 +287,219 @@ class PickleCall:
     state: Any = None
 
 
-_MARK = object()
 _PUSH_ARG = frozenset(
     [
-        "INT",
-        "BININT",
-        "BININT1",
-        "BININT2",
-        "LONG",
-        "LONG1",
-        "LONG4",
-        "FLOAT",
-        "BINFLOAT",
-        "STRING",
-        "BINSTRING",
-        "SHORT_BINSTRING",
-        "UNICODE",
-        "BINUNICODE",
-        "SHORT_BINUNICODE",
-        "BINUNICODE8",
-        "BINBYTES",
-        "SHORT_BINBYTES",
-        "BINBYTES8",
-        "BYTEARRAY8",
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "STRING",
+        "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES",
+        "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
     ]
-)
+)  # fmt: skip
 _CONSTANTS = MappingProxyType({"NONE": None, "NEWTRUE": True, "NEWFALSE": False})
-
-
 _CODECS_ENCODE = PickleGlobal("_codecs", "encode")
+#: dict keys the reader accepts: hashing these costs O(1) (a tuple's hash walks all of it, shared parts again)
+_KEY_TYPES = (str, int, float, bool, bytes, type(None), PickleGlobal)
 
 
-def _latin1_bytes(args: Any) -> Any:
-    """Protocols 2-3 spell bytes as ``_codecs.encode(text, "latin1")``; rebuild them without calling anything."""
-    if (
-        isinstance(args, tuple)
-        and len(args) == 2
-        and isinstance(args[0], str)
-        and args[1] in ("latin1", "latin-1")
-    ):
-        return args[0].encode("latin1")
-    return PickleCall(_CODECS_ENCODE, args)
+class _StaticUnpickler:
+    """The stack machine of :mod:`pickle`, building inert values, with every container's size and depth counted
+    as it grows (see :class:`PickleLimits`)."""
 
+    def __init__(self, limits: PickleLimits) -> None:
+        self.limits = limits
+        self.stack: list[Any] = []
+        self.marks: list[int] = []  # stack heights at each MARK, like the real Unpickler's metastack
+        self.memo: dict[int, Any] = {}
+        self.size: dict[int, int] = {}  # id(container) -> values reachable from it
+        self.depth: dict[int, int] = {}
+        self.alive: list[Any] = []  # keeps counted containers alive, so their ids stay theirs
 
-def _pop_mark(stack: list) -> list:
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i] is _MARK:
-            items = stack[i + 1 :]
-            del stack[i:]
-            return items
-    raise ValueError("pickle stream has no MARK where one is needed")
+    # -- bookkeeping -------------------------------------------------------------------------------------
+    def _track(self, obj: Any, children: Sequence[Any]) -> Any:
+        self.alive.append(obj)
+        self.size[id(obj)] = 1
+        self.depth[id(obj)] = 1
+        self._grow(obj, children)
+        return obj
 
+    def _grow(self, obj: Any, children: Sequence[Any]) -> None:
+        key = id(obj)
+        size, depth = self.size[key], self.depth[key]
+        for child in children:
+            size += self.size.get(id(child), 1)
+            depth = max(depth, self.depth.get(id(child), 0) + 1)
+        if size > self.limits.max_size:
+            raise StaticPickleError(f"a value would reach more than {self.limits.max_size} values (max_size)")
+        if depth > self.limits.max_depth:
+            raise StaticPickleError(f"values nest deeper than {self.limits.max_depth} levels (max_depth)")
+        self.size[key], self.depth[key] = size, depth
 
-def _apply(name: str, arg: Any, stack: list, memo: dict) -> None:
-    """Apply one opcode to the stack, one branch per opcode family; any opcode not listed is refused."""
-    if name in _PUSH_ARG:
-        stack.append(arg)
-    elif name in _CONSTANTS:
-        stack.append(_CONSTANTS[name])
-    elif name == "MARK":
-        stack.append(_MARK)
-    elif name == "EMPTY_DICT":
-        stack.append({})
-    elif name in ("EMPTY_LIST", "EMPTY_SET"):
-        stack.append([])
-    elif name == "EMPTY_TUPLE":
-        stack.append(())
-    elif name == "DICT":
-        items = _pop_mark(stack)
-        stack.append(dict(zip(items[::2], items[1::2], strict=True)))
-    elif name in ("LIST", "TUPLE", "FROZENSET"):
-        items = _pop_mark(stack)
-        stack.append(items if name == "LIST" else tuple(items))
-    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-        n = int(name[-1])
-        packed = tuple(stack[-n:])
-        del stack[-n:]
-        stack.append(packed)
-    elif name == "APPEND":
-        value = stack.pop()
-        stack[-1].append(value)
-    elif name in ("APPENDS", "ADDITEMS"):
-        items = _pop_mark(stack)
-        stack[-1].extend(items)
-    elif name == "SETITEM":
-        value, key = stack.pop(), stack.pop()
-        stack[-1][key] = value
-    elif name == "SETITEMS":
-        items = _pop_mark(stack)
+    def _pop(self, n: int = 1) -> list[Any]:
+        floor = self.marks[-1] if self.marks else 0
+        if len(self.stack) - floor < n:
+            raise StaticPickleError(f"expected {n} values on the stack, found {len(self.stack) - floor}")
+        items = self.stack[len(self.stack) - n :]
+        del self.stack[len(self.stack) - n :]
+        return items
+
+    def _pop_mark(self) -> list[Any]:
+        if not self.marks:
+            raise StaticPickleError("pickle stream has no MARK where one is needed")
+        start = self.marks.pop()
+        items = self.stack[start:]
+        del self.stack[start:]
+        return items
+
+    def _top(self, kind: type | tuple[type, ...], opcode: str) -> Any:
+        floor = self.marks[-1] if self.marks else 0
+        if len(self.stack) <= floor or not isinstance(self.stack[-1], kind):
+            found = type(self.stack[-1]).__name__ if len(self.stack) > floor else "nothing"
+            raise StaticPickleError(f"{opcode} needs a {kind} on the stack, found {found}")
+        return self.stack[-1]
+
+    def _key(self, key: Any) -> Any:
+        if isinstance(key, _KEY_TYPES):
+            return key
+        if isinstance(key, tuple) and self.size.get(id(key), 1) <= 64:
+            return key
+        raise StaticPickleError(f"dict key of type {type(key).__name__} is not read statically")
+
+    def _setitems(self, target: dict, items: list[Any]) -> None:
+        if len(items) % 2:
+            raise StaticPickleError("SETITEMS needs key, value pairs")
         for key, value in zip(items[::2], items[1::2], strict=True):
-            stack[-1][key] = value
-    elif name == "GLOBAL":
-        module, _, attr = arg.partition(" ")
-        stack.append(PickleGlobal(module, attr))
-    elif name == "STACK_GLOBAL":
-        attr, module = stack.pop(), stack.pop()
-        stack.append(PickleGlobal(str(module), str(attr)))
-    elif name in ("REDUCE", "NEWOBJ"):
-        args, func = stack.pop(), stack.pop()
-        stack.append(_latin1_bytes(args) if func == _CODECS_ENCODE else PickleCall(func, args))
-    elif name == "NEWOBJ_EX":
-        _kwargs, args, func = stack.pop(), stack.pop(), stack.pop()
-        stack.append(PickleCall(func, args))
-    elif name == "BUILD":
-        state = stack.pop()
-        if not isinstance(stack[-1], PickleCall):
-            stack[-1] = PickleCall(stack[-1], ())
-        stack[-1].state = state
-    elif name == "MEMOIZE":
-        memo[len(memo)] = stack[-1]
-    elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-        memo[arg] = stack[-1]
-    elif name in ("GET", "BINGET", "LONG_BINGET"):
-        stack.append(memo[arg])
-    elif name == "POP":
-        stack.pop()
-    elif name == "POP_MARK":
-        _pop_mark(stack)
-    elif name == "DUP":
-        stack.append(stack[-1])
-    elif name == "BINPERSID":
-        stack.append(PickleGlobal("<persistent>", repr(stack.pop())))
-    elif name == "PERSID":
-        stack.append(PickleGlobal("<persistent>", repr(arg)))
-    else:
-        raise ValueError(f"pickle opcode {name} is not supported by the static reader")
+            target[self._key(key)] = value
+        self._grow(target, items)
+
+    # -- one opcode --------------------------------------------------------------------------------------
+    def apply(self, name: str, arg: Any) -> None:  # noqa: C901 - one branch per opcode family, each short
+        stack = self.stack
+        if name in _PUSH_ARG:
+            stack.append(arg)
+        elif name in _CONSTANTS:
+            stack.append(_CONSTANTS[name])
+        elif name == "MARK":
+            self.marks.append(len(stack))
+        elif name == "EMPTY_DICT":
+            stack.append(self._track({}, ()))
+        elif name in ("EMPTY_LIST", "EMPTY_SET"):
+            stack.append(self._track([], ()))
+        elif name == "EMPTY_TUPLE":
+            stack.append(self._track((), ()))
+        elif name == "DICT":
+            items = self._pop_mark()
+            stack.append(self._track({}, ()))
+            self._setitems(stack[-1], items)
+        elif name in ("LIST", "TUPLE", "FROZENSET"):
+            items = self._pop_mark()
+            stack.append(self._track(items if name == "LIST" else tuple(items), items))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            items = self._pop(int(name[-1]))
+            stack.append(self._track(tuple(items), items))
+        elif name == "APPEND":
+            (value,) = self._pop()
+            target = self._top(list, name)
+            target.append(value)
+            self._grow(target, (value,))
+        elif name in ("APPENDS", "ADDITEMS"):
+            items = self._pop_mark()
+            target = self._top(list, name)
+            target.extend(items)
+            self._grow(target, items)
+        elif name == "SETITEM":
+            key, value = self._pop(2)
+            self._setitems(self._top(dict, name), [key, value])
+        elif name == "SETITEMS":
+            items = self._pop_mark()
+            self._setitems(self._top(dict, name), items)
+        elif name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            stack.append(PickleGlobal(module, attr))
+        elif name == "STACK_GLOBAL":
+            module, attr = self._pop(2)
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                raise StaticPickleError("STACK_GLOBAL needs two strings")
+            stack.append(PickleGlobal(module, attr))
+        elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+            popped = self._pop(3 if name == "NEWOBJ_EX" else 2)
+            func, args = popped[0], popped[1]
+            if func == _CODECS_ENCODE and _is_latin1_args(args):
+                stack.append(args[0].encode("latin1"))
+            else:
+                stack.append(self._track(PickleCall(func, args), (func, args)))
+        elif name == "BUILD":
+            (state,) = self._pop()
+            (target,) = self._pop()
+            call = target if isinstance(target, PickleCall) else self._track(PickleCall(target, ()), (target,))
+            call.state = state
+            self._grow(call, (state,))
+            stack.append(call)
+        elif name == "MEMOIZE":
+            self._memo_put(len(self.memo))
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            self._memo_put(int(arg))
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            if int(arg) not in self.memo:
+                raise StaticPickleError(f"{name} of memo entry {arg}, which was never stored")
+            stack.append(self.memo[int(arg)])
+        elif name == "POP":
+            if self.marks and self.marks[-1] == len(stack):  # POP of a MARK, as the real Unpickler does
+                self.marks.pop()
+            else:
+                self._pop()
+        elif name == "POP_MARK":
+            self._pop_mark()
+        elif name == "DUP":
+            stack.append(self._pop()[0])
+            stack.append(stack[-1])
+        else:
+            raise StaticPickleError(f"pickle opcode {name} is not supported by the static reader")
+
+    def _memo_put(self, index: int) -> None:
+        if len(self.memo) >= self.limits.max_memo and index not in self.memo:
+            raise StaticPickleError(f"more than {self.limits.max_memo} memo entries (max_memo)")
+        floor = self.marks[-1] if self.marks else 0
+        if len(self.stack) <= floor:
+            raise StaticPickleError("memo store with nothing on the stack")
+        self.memo[index] = self.stack[-1]
 
 
-def static_unpickle(data: bytes) -> Any:
+def _is_latin1_args(args: Any) -> bool:
+    """Protocols 2-3 spell bytes as ``_codecs.encode(text, "latin1")``: rebuilt without calling anything."""
+    return isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1")
+
+
+def static_unpickle(data: bytes, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
     """The structure of a pickle, read opcode by opcode without importing or calling anything.
 
-    Plain values (ints, floats, strings, bytes, lists, tuples, dicts) come back as themselves; class references
-    as :class:`PickleGlobal` and constructed objects as :class:`PickleCall`. This is enough to read a label
-    out of GEO-Bench's ``attrs["pickle"]`` safely: a hostile file can name any callable, and it is never run.
+    Plain values (ints, floats, strings, bytes, lists, tuples, dicts) come back as themselves, sets as lists;
+    class references as :class:`PickleGlobal` and constructed objects as :class:`PickleCall`. A hostile file can
+    name any callable and it is never run; it cannot make reading cost more than ``limits`` allow either. Every
+    failure is a :class:`StaticPickleError`.
     """
-    stack: list = []
-    memo: dict = {}
-    for opcode, arg, _pos in pickletools.genops(data):
-        if opcode.name in ("PROTO", "FRAME"):
-            continue
-        if opcode.name == "STOP":
-            break
-        _apply(opcode.name, arg, stack, memo)
-    if len(stack) != 1:
-        raise ValueError(f"pickle stream left {len(stack)} values on the stack, expected 1")
-    return stack[0]
+    if len(data) > limits.max_bytes:
+        raise StaticPickleError(f"pickle of {len(data)} bytes is over {limits.max_bytes} (max_bytes)")
+    machine = _StaticUnpickler(limits)
+    ops = 0
+    try:
+        for opcode, arg, pos in pickletools.genops(data):
+            ops += 1
+            if ops > limits.max_ops:
+                raise StaticPickleError(f"more than {limits.max_ops} opcodes (max_ops)")
+            if opcode.name in ("PROTO", "FRAME"):
+                continue
+            if opcode.name == "STOP":
+                break
+            try:
+                machine.apply(opcode.name, arg)
+            except StaticPickleError as exc:
+                raise StaticPickleError(f"at byte {pos} ({opcode.name}): {exc}") from None
+    except StaticPickleError:
+        raise
+    except (ValueError, EOFError, OverflowError, struct.error) as exc:  # pickletools on a malformed stream
+        raise StaticPickleError(f"malformed pickle stream: {exc}") from None
+    if len(machine.stack) != 1 or machine.marks:
+        raise StaticPickleError(f"pickle stream left {len(machine.stack)} values on the stack, expected 1")
+    return machine.stack[0]
 
 
 def _numpy_dtype(obj: Any) -> np.dtype:
@@ -403,51 +507,195 @@ def _numpy_dtype(obj: Any) -> np.dtype:
     if not (
         isinstance(obj, PickleCall)
         and obj.func in (PickleGlobal("numpy", "dtype"), PickleGlobal("numpy.core.multiarray", "dtype"))
+        and isinstance(obj.args, tuple)
+        and obj.args
+        and isinstance(obj.args[0], str)
     ):
-        raise ValueError(f"expected a pickled numpy dtype, found {obj!r}")
-    code = str(obj.args[0])
+        raise StaticPickleError(f"expected a pickled numpy dtype, found {_describe(obj)}")
+    code = obj.args[0]
     order = obj.state[1] if isinstance(obj.state, tuple) and len(obj.state) > 1 else "|"
-    if code == "O" or code.startswith(("V", "U")):
-        raise ValueError(f"numpy dtype {code!r} is not a plain numeric label type")
+    if not re.fullmatch(r"[biuf][1248]|b1|\?", code) or order not in ("<", ">", "|", "="):
+        raise StaticPickleError(f"numpy dtype {code!r} (byte order {order!r}) is not a plain numeric label type")
     return np.dtype(("" if order == "|" else order) + code)
 
 
-def decode_static_value(obj: Any) -> Any:
-    """Plain values as is, numpy arrays and scalars rebuilt from their raw bytes; anything else is rejected."""
-    if isinstance(obj, int | float | str | bool) or obj is None:
-        return obj
-    if isinstance(obj, list | tuple):
-        return [decode_static_value(v) for v in obj]
-    if (
-        isinstance(obj, PickleCall)
-        and isinstance(obj.func, PickleGlobal)
-        and obj.func.module.startswith("numpy")
-    ):
-        if obj.func.name == "_reconstruct" and isinstance(obj.state, tuple) and len(obj.state) == 5:
-            _version, shape, dtype, fortran, raw = obj.state
-            if not isinstance(raw, bytes | bytearray):
-                raise ValueError("numpy array in the pickle holds objects, not raw numbers")
-            array = np.frombuffer(bytes(raw), dtype=_numpy_dtype(dtype))
-            return array.reshape(tuple(shape), order="F" if fortran else "C").copy()
-        if obj.func.name == "_frombuffer" and len(obj.args) == 4:  # protocol 5: (buffer, dtype, shape, order)
-            raw, dtype, shape, order = obj.args
-            array = np.frombuffer(bytes(raw), dtype=_numpy_dtype(dtype))
-            return array.reshape(tuple(shape), order="F" if order == "F" else "C").copy()
-        if obj.func.name == "scalar" and len(obj.args) == 2:
-            return np.frombuffer(bytes(obj.args[1]), dtype=_numpy_dtype(obj.args[0]))[0].item()
-    raise ValueError(f"cannot read a label from {obj!r} without running code")
+def _describe(obj: Any) -> str:
+    """A short, bounded description (a repr of shared structure can be exponentially long)."""
+    if isinstance(obj, PickleCall):
+        func = obj.func
+        return f"a call of {func.module}.{func.name}" if isinstance(func, PickleGlobal) else "a call"
+    if isinstance(obj, str | bytes):
+        return f"{type(obj).__name__} {obj[:40]!r}"
+    return type(obj).__name__
 
 
-def _pickled_attr_label(raw: Any) -> Any:
-    # GEO-Bench stores str(pickle.dumps(d)), i.e. the repr of a bytes object; literal_eval only parses it
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    payload = ast.literal_eval(text)
+def _numpy_array(raw: Any, dtype: Any, shape: Any, fortran: bool) -> np.ndarray:
+    if not isinstance(raw, bytes | bytearray):
+        raise StaticPickleError("numpy array in the pickle holds objects, not raw numbers")
+    if not (isinstance(shape, tuple) and all(isinstance(s, int) and 0 <= s for s in shape)):
+        raise StaticPickleError(f"numpy array shape {_describe(shape)} is not a tuple of sizes")
+    array = np.frombuffer(bytes(raw), dtype=_numpy_dtype(dtype))
+    if array.size != int(np.prod(shape, dtype=object)):
+        raise StaticPickleError(f"numpy array of {array.size} values cannot take shape {shape}")
+    return array.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def decode_static_value(obj: Any, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
+    """Plain values as is, numpy arrays and scalars rebuilt from their raw bytes; anything else is refused.
+
+    The walk is bounded: at most ``limits.max_size`` values and ``limits.max_depth`` levels, and a value that
+    contains itself is refused.
+    """
+    budget = [limits.max_size]
+
+    def walk(value: Any, depth: int, path: frozenset[int]) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise StaticPickleError(f"value reaches more than {limits.max_size} values (max_size)")
+        if depth > limits.max_depth:
+            raise StaticPickleError(f"value nests deeper than {limits.max_depth} levels (max_depth)")
+        if isinstance(value, bool | int | float | str) or value is None:
+            return value
+        if id(value) in path:
+            raise StaticPickleError("value contains itself")
+        if isinstance(value, list | tuple):
+            inner = path | {id(value)}
+            return [walk(v, depth + 1, inner) for v in value]
+        if isinstance(value, PickleCall) and isinstance(value.func, PickleGlobal) and value.func.module.startswith("numpy"):
+            return _numpy_value(value)
+        raise StaticPickleError(f"cannot read a value from {_describe(value)} without running code")
+
+    return walk(obj, 0, frozenset())
+
+
+def _numpy_value(obj: PickleCall) -> Any:
+    name, args, state = obj.func.name, obj.args, obj.state
+    if name == "_reconstruct" and isinstance(state, tuple) and len(state) == 5:
+        _version, shape, dtype, fortran, raw = state
+        return _numpy_array(raw, dtype, shape, bool(fortran))
+    if name == "_frombuffer" and isinstance(args, tuple) and len(args) == 4:  # protocol 5: (buffer, dtype, shape, order)
+        raw, dtype, shape, order = args
+        return _numpy_array(raw, dtype, shape, order == "F")
+    if name == "scalar" and isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], bytes):
+        dtype = _numpy_dtype(args[0])
+        if len(args[1]) != dtype.itemsize:
+            raise StaticPickleError(f"numpy scalar of {len(args[1])} bytes for dtype {dtype}")
+        return np.frombuffer(args[1], dtype=dtype)[0].item()
+    raise StaticPickleError(f"cannot read a value from {_describe(obj)} without running code")
+
+
+def _pickled_attr_label(raw: Any, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
+    """The label in GEO-Bench's ``attrs["pickle"]``: ``str(pickle.dumps(d))``, the repr of a bytes object."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    # a bytes literal and nothing else: literal_eval then parses one token, in time linear in its length
+    if len(text) > 4 * limits.max_bytes + 3 or not re.fullmatch(r"b(['\"]).*\1", text, re.DOTALL):
+        raise StaticPickleError("attribute 'pickle' is not the repr of a bytes object")
+    try:
+        payload = ast.literal_eval(text)
+    except (ValueError, SyntaxError, RecursionError, TypeError) as exc:
+        raise StaticPickleError(f"attribute 'pickle' is not the repr of a bytes object ({type(exc).__name__})") from None
     if not isinstance(payload, bytes):
-        raise ValueError("attribute 'pickle' is not the repr of a bytes object")
-    attrs = static_unpickle(payload)
+        raise StaticPickleError("attribute 'pickle' is not the repr of a bytes object")
+    attrs = static_unpickle(payload, limits)
     if not isinstance(attrs, dict) or "label" not in attrs:
-        raise ValueError("attribute 'pickle' holds no 'label' entry")
-    return decode_static_value(attrs["label"])
+        raise StaticPickleError("attribute 'pickle' holds no 'label' entry")
+    return decode_static_value(attrs["label"], limits)
+
+
+# ------------------------------------------------------------------------------------------------------
+# task_specs.pkl, read statically.
+#: GEO-Bench label type classes (``geobench.label``, ``geobench.dataset``) -> our label kinds
+_LABEL_KINDS: Mapping[str, LabelKind] = MappingProxyType(
+    {
+        "Classification": "single_label",
+        "MultiLabelClassification": "multi_label",
+        "SemanticSegmentation": "segmentation",
+        "SegmentationClasses": "segmentation",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TaskSpecsFacts:
+    """What a task's ``task_specs.pkl`` (a pickled ``geobench.task.TaskSpecifications``) says, read statically.
+
+    Attributes:
+        dataset_name: the name stored in the file (GEO-Bench itself renames it after the folder on load).
+        label_type: class name of the label type (``"MultiLabelClassification"``, ``"SegmentationClasses"`` ...).
+        label_kind: our label kind for it, ``None`` for a type we do not read (``Detection``).
+        n_classes: number of classes the label type declares.
+        class_names: the label type's class names (``Classification._class_names``,
+            ``MultiLabelClassification.class_name``, ``SegmentationClasses._class_names``); ``None`` when the
+            converter stored none (m-cashew-plant's and m-SA-crop-type's converters do not).
+        band_names: ``bands_info`` names, in the file's order.
+        patch_size: the largest band's (height, width).
+    """
+
+    dataset_name: str | None
+    label_type: str
+    label_kind: LabelKind | None
+    n_classes: int | None
+    class_names: tuple[str, ...] | None
+    band_names: tuple[str, ...]
+    patch_size: tuple[int, ...] | None
+
+
+def _state_of(obj: Any, what: str, class_names: Sequence[str] | None = None) -> dict:
+    """The attribute dict of a pickled object (``PickleCall`` whose BUILD state is a dict)."""
+    if not (isinstance(obj, PickleCall) and isinstance(obj.func, PickleGlobal) and isinstance(obj.state, dict)):
+        raise StaticPickleError(f"{what} is {_describe(obj)}, not a pickled object with attributes")
+    if class_names is not None and obj.func.name not in class_names:
+        raise StaticPickleError(f"{what} is a {obj.func.module}.{obj.func.name}, expected one of {list(class_names)}")
+    return obj.state
+
+
+def _strings(value: Any, what: str, limits: PickleLimits) -> tuple[str, ...]:
+    decoded = decode_static_value(value, limits)
+    if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
+        raise StaticPickleError(f"{what} is not a list of strings")
+    return tuple(decoded)
+
+
+def task_specs_facts(obj: Any, limits: PickleLimits = DEFAULT_LIMITS) -> TaskSpecsFacts:
+    """:class:`TaskSpecsFacts` from the statically unpickled ``TaskSpecifications``."""
+    state = _state_of(obj, "task_specs.pkl", ("TaskSpecifications",))
+    label = state.get("label_type")
+    label_state = _state_of(label, "its label_type")
+    label_type = label.func.name
+    n_classes = decode_static_value(label_state.get("n_classes"), limits)
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
+        raise StaticPickleError(f"label_type.n_classes is {_describe(n_classes)}, not an int")
+    raw_names = next((label_state[k] for k in ("_class_names", "class_name", "class_names") if k in label_state), None)
+    names = None if raw_names is None else _strings(raw_names, "label_type class names", limits)
+    bands = state.get("bands_info") or []
+    if not isinstance(bands, list):
+        raise StaticPickleError(f"bands_info is {_describe(bands)}, not a list")
+    band_names = tuple(decode_static_value(_state_of(b, "a bands_info entry").get("name"), limits) for b in bands)
+    if not all(isinstance(n, str) for n in band_names):
+        raise StaticPickleError("a bands_info entry has no string name")
+    patch = decode_static_value(state.get("patch_size"), limits)
+    dataset_name = decode_static_value(state.get("dataset_name"), limits)
+    return TaskSpecsFacts(
+        dataset_name=dataset_name if isinstance(dataset_name, str) else None,
+        label_type=label_type,
+        label_kind=_LABEL_KINDS.get(label_type),
+        n_classes=n_classes,
+        class_names=names,
+        band_names=band_names,
+        patch_size=tuple(int(p) for p in patch) if isinstance(patch, list) and all(isinstance(p, int) for p in patch) else None,
+    )
+
+
+def read_task_specs(path: Path, limits: PickleLimits = DEFAULT_LIMITS) -> TaskSpecsFacts:
+    """A task's ``task_specs.pkl`` read without unpickling; `CorruptSampleError` naming the file when it cannot."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise CorruptSampleError(f"{path}: {size} bytes, over the {limits.max_bytes} a task specification may take")
+    try:
+        return task_specs_facts(static_unpickle(path.read_bytes(), limits), limits)
+    except StaticPickleError as exc:
+        raise CorruptSampleError(f"{path}: cannot read the task specifications: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -651,7 +899,7 @@ class GeoBenchTask:
         elif "pickle" in f.attrs:
             try:
                 raw = _pickled_attr_label(f.attrs["pickle"])
-            except (ValueError, SyntaxError) as exc:
+            except StaticPickleError as exc:
                 raise CorruptSampleError(
                     f"{path}: cannot read the label from attribute 'pickle': {exc}"
                 ) from None
@@ -660,6 +908,35 @@ class GeoBenchTask:
                 f"{path}: no label (attribute 'label', dataset 'label' or attribute 'pickle')"
             )
         return _check_label(raw, preset, path)
+
+    def task_specs(self) -> TaskSpecsFacts | None:
+        """The task's ``task_specs.pkl``, read statically (:func:`read_task_specs`); ``None`` when absent."""
+        path = self.directory / "task_specs.pkl"
+        return read_task_specs(path) if path.is_file() else None
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Class names from ``task_specs.pkl``, checked against the preset's label kind and class count.
+
+        ``"0"`` .. ``"N-1"`` when the file stores no names (as for m-cashew-plant), or when it is absent (warned).
+        """
+        preset = self.preset
+        indices = tuple(str(i) for i in range(preset.num_classes))
+        specs = self.task_specs()
+        path = self.directory / "task_specs.pkl"
+        if specs is None:
+            warnings.warn(f"{path} is missing: class names of {preset.name} are {indices[0]}..{indices[-1]}", stacklevel=2)
+            return indices
+        if specs.label_kind != preset.label_kind:
+            raise CorruptSampleError(
+                f"{path}: label type {specs.label_type} does not fit {preset.name} ({preset.label_kind})"
+            )
+        declared = specs.n_classes if specs.n_classes is not None else len(specs.class_names or indices)
+        names = specs.class_names
+        if declared != preset.num_classes or (names is not None and len(names) != preset.num_classes):
+            found = f"{declared} classes" + ("" if names is None else f" and {len(names)} class names")
+            raise CorruptSampleError(f"{path}: expected {preset.num_classes} classes for {preset.name}, found {found}")
+        return names if names is not None else indices
 
     def band_stats(self) -> BandStatsTable:
         """The task's ``band_stats.json``."""
@@ -749,19 +1026,35 @@ def _generate(
 
 
 def _check_label(raw: Any, preset: TaskPreset, path: Path) -> Any:
-    value = np.asarray(raw)
+    """The label as GEO-Bench's label types accept it, or `CorruptSampleError` saying what was found."""
+    try:
+        value = np.asarray(raw)
+        integral = value.dtype.kind in "biu" or (
+            value.dtype.kind == "f" and bool(np.isfinite(value).all()) and bool((value == np.round(value)).all())
+        )
+    except (ValueError, TypeError, OverflowError):
+        integral, value = False, np.asarray([], dtype=np.int64)
+    if not integral:
+        raise CorruptSampleError(f"{path}: expected an integer label, found {_short(raw)}")
     if preset.label_kind == "multi_label":
         flat = value.reshape(-1)
         if flat.shape[0] != preset.num_classes or not np.isin(flat, (0, 1)).all():
             raise CorruptSampleError(
-                f"{path}: expected a multi-hot label of {preset.num_classes} zeros and ones, found {flat.tolist()}"
+                f"{path}: expected a multi-hot label of {preset.num_classes} zeros and ones, found {_short(raw)}"
             )
         return flat.astype(np.int8)
     if value.size != 1 or not 0 <= int(value.reshape(-1)[0]) < preset.num_classes:
-        raise CorruptSampleError(
-            f"{path}: expected one class index in 0..{preset.num_classes - 1}, found {value.tolist()}"
-        )
+        raise CorruptSampleError(f"{path}: expected one class index in 0..{preset.num_classes - 1}, found {_short(raw)}")
     return int(value.reshape(-1)[0])
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A label for an error message, cut short (a hostile one can be huge)."""
+    try:
+        text = repr(np.asarray(value).reshape(-1)[:50].tolist())
+    except (ValueError, TypeError, OverflowError):
+        text = _describe(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_geobench(

@@ -117,7 +117,7 @@ def geobench_task(
         kind=kinds[preset.label_kind],  # type: ignore[arg-type]
         metric=metric,
         num_labels=preset.num_classes,
-        label_names=[str(i) for i in range(preset.num_classes)],
+        label_names=list(gb.label_names),  # task_specs.pkl's class names, read statically
         train=splits["train"],
         test=splits[test_split],
         input_modalities={m: list(gb.bands[m]) for m in served},
