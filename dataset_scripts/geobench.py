@@ -468,6 +468,27 @@ def _is_latin1_args(args: Any) -> bool:
     return isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1")
 
 
+def _run(machine: _StaticUnpickler, data: bytes, limits: PickleLimits) -> None:
+    ops = 0
+    try:
+        for opcode, arg, pos in pickletools.genops(data):
+            ops += 1
+            if ops > limits.max_ops:
+                raise StaticPickleError(f"more than {limits.max_ops} opcodes (max_ops)")
+            if opcode.name in ("PROTO", "FRAME"):
+                continue
+            if opcode.name == "STOP":
+                return
+            try:
+                machine.apply(opcode.name, arg)
+            except StaticPickleError as exc:
+                raise StaticPickleError(f"at byte {pos} ({opcode.name}): {exc}") from None
+    except StaticPickleError:
+        raise
+    except (ValueError, EOFError, OverflowError, struct.error) as exc:  # pickletools on a malformed stream
+        raise StaticPickleError(f"malformed pickle stream: {exc}") from None
+
+
 def static_unpickle(data: bytes, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
     """The structure of a pickle, read opcode by opcode without importing or calling anything.
 
@@ -479,24 +500,10 @@ def static_unpickle(data: bytes, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
     if len(data) > limits.max_bytes:
         raise StaticPickleError(f"pickle of {len(data)} bytes is over {limits.max_bytes} (max_bytes)")
     machine = _StaticUnpickler(limits)
-    ops = 0
-    try:
-        for opcode, arg, pos in pickletools.genops(data):
-            ops += 1
-            if ops > limits.max_ops:
-                raise StaticPickleError(f"more than {limits.max_ops} opcodes (max_ops)")
-            if opcode.name in ("PROTO", "FRAME"):
-                continue
-            if opcode.name == "STOP":
-                break
-            try:
-                machine.apply(opcode.name, arg)
-            except StaticPickleError as exc:
-                raise StaticPickleError(f"at byte {pos} ({opcode.name}): {exc}") from None
-    except StaticPickleError:
-        raise
-    except (ValueError, EOFError, OverflowError, struct.error) as exc:  # pickletools on a malformed stream
-        raise StaticPickleError(f"malformed pickle stream: {exc}") from None
+    # pickletools warns about invalid escapes in text opcodes of a damaged stream: not the user's concern
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _run(machine, data, limits)
     if len(machine.stack) != 1 or machine.marks:
         raise StaticPickleError(f"pickle stream left {len(machine.stack)} values on the stack, expected 1")
     return machine.stack[0]
@@ -591,7 +598,9 @@ def _pickled_attr_label(raw: Any, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
     if len(text) > 4 * limits.max_bytes + 3 or not re.fullmatch(r"b(['\"]).*\1", text, re.DOTALL):
         raise StaticPickleError("attribute 'pickle' is not the repr of a bytes object")
     try:
-        payload = ast.literal_eval(text)
+        with warnings.catch_warnings():  # invalid escapes in a damaged literal: reported below if they matter
+            warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+            payload = ast.literal_eval(text)
     except (ValueError, SyntaxError, RecursionError, TypeError) as exc:
         raise StaticPickleError(f"attribute 'pickle' is not the repr of a bytes object ({type(exc).__name__})") from None
     if not isinstance(payload, bytes):
@@ -897,12 +906,7 @@ class GeoBenchTask:
         elif "label" in f:
             raw = np.asarray(f["label"])
         elif "pickle" in f.attrs:
-            try:
-                raw = _pickled_attr_label(f.attrs["pickle"])
-            except StaticPickleError as exc:
-                raise CorruptSampleError(
-                    f"{path}: cannot read the label from attribute 'pickle': {exc}"
-                ) from None
+            return label_from_pickle_attr(f.attrs["pickle"], preset, path)
         else:
             raise CorruptSampleError(
                 f"{path}: no label (attribute 'label', dataset 'label' or attribute 'pickle')"
@@ -1046,6 +1050,15 @@ def _check_label(raw: Any, preset: TaskPreset, path: Path) -> Any:
     if value.size != 1 or not 0 <= int(value.reshape(-1)[0]) < preset.num_classes:
         raise CorruptSampleError(f"{path}: expected one class index in 0..{preset.num_classes - 1}, found {_short(raw)}")
     return int(value.reshape(-1)[0])
+
+
+def label_from_pickle_attr(raw: Any, preset: TaskPreset, path: Path) -> Any:
+    """The checked label in a sample's ``attrs["pickle"]``, or `CorruptSampleError` naming ``path``."""
+    try:
+        value = _pickled_attr_label(raw)
+    except StaticPickleError as exc:
+        raise CorruptSampleError(f"{path}: cannot read the label from attribute 'pickle': {exc}") from None
+    return _check_label(value, preset, path)
 
 
 def _short(value: Any, limit: int = 120) -> str:

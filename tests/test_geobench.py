@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import h5py
@@ -18,7 +19,10 @@ from dataset_scripts.geobench import (
     PRESETS,
     CorruptSampleError,
     GeoBenchTask,
+    PickleLimits,
+    StaticPickleError,
     band_index,
+    decode_static_value,
     get_preset,
     load_geobench,
     resolve_root,
@@ -106,7 +110,7 @@ def test_labels_single_multi_and_segmentation(root: Path) -> None:
     assert GeoBenchTask.open("m-so2sat", root=root).read_sample("id_0006")["label"] == 6
     seg = GeoBenchTask.open("m-cashew-plant", root=root).read_sample("id_0002")
     np.testing.assert_array_equal(seg["label"], label_for("segmentation", 7, 2, SIZE))
-    assert seg["sentinel2"].shape == (13, SIZE, SIZE)
+    assert seg["sentinel2"].shape == (12, SIZE, SIZE)  # the preset serves no B10: the real task has none
 
 
 def test_normalisation_uses_band_stats_by_name(root: Path) -> None:
@@ -271,3 +275,103 @@ def test_unreadable_pickled_label_is_named(own_root: Path) -> None:
     _put_pickled_label(path, _Hostile())
     with pytest.raises(CorruptSampleError, match=r"id_0001\.hdf5: cannot read the label"):
         GeoBenchTask.open("m-so2sat", root=own_root).read_sample("id_0001")
+
+
+# -- hostile and malformed pickles: each fails fast, as CorruptSampleError naming the file ---------------------
+P = pickle  # the opcode constants (pickle.MARK, pickle.BINPUT ...), to build streams by hand
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return P.SHORT_BINUNICODE + bytes([len(data)]) + data
+
+
+def _label_stream(label_ops: bytes) -> bytes:
+    """``{"label": <label_ops>}`` as a protocol-4 stream."""
+    return P.PROTO + b"\x04" + P.EMPTY_DICT + _text("label") + label_ops + P.SETITEM + P.STOP
+
+
+def _laughs(levels: int) -> bytes:
+    """A list holding the previous list twice, ``levels`` times over (BINPUT / BINGET): 2**levels leaves."""
+    doubling = P.MARK + P.BINGET + b"\x00" + P.BINGET + b"\x00" + P.LIST + P.BINPUT + b"\x00" + P.POP
+    return P.EMPTY_LIST + P.BINPUT + b"\x00" + P.POP + doubling * levels + P.BINGET + b"\x00"
+
+
+def _tuple_laughs(levels: int) -> bytes:
+    """The same with DUP and TUPLE2: two bytes a level."""
+    return P.NONE + (P.DUP + P.TUPLE2) * levels
+
+
+SELF_LIST = P.EMPTY_LIST + P.BINPUT + b"\x00" + P.MARK + P.BINGET + b"\x00" + P.APPENDS
+HOSTILE = {
+    "billion laughs": _label_stream(_laughs(30)),
+    "billion laughs of tuples": _label_stream(_tuple_laughs(60)),
+    "laughs as a dict key": P.PROTO + b"\x04" + P.EMPTY_DICT + _tuple_laughs(40) + P.NONE + P.SETITEM + P.STOP,
+    "list appended to itself": _label_stream(SELF_LIST),
+    "list appended to itself 200 times": _label_stream(SELF_LIST + (P.BINGET + b"\x00" + P.APPEND) * 200),
+    "nesting 20000 deep": _label_stream(P.EMPTY_LIST * 20000 + P.APPEND * 19999),
+    "300000 opcodes": _label_stream(P.NONE + (P.NONE + P.POP) * 150000),
+    "SETITEM on a list": _label_stream(P.EMPTY_LIST + P.NONE + P.NONE + P.SETITEM),
+    "APPEND to a dict": _label_stream(P.EMPTY_DICT + P.NONE + P.APPEND),
+    "BINGET of nothing stored": _label_stream(P.BINGET + b"\x07"),
+    "a list as a dict key": _label_stream(P.EMPTY_DICT + P.EMPTY_LIST + P.NONE + P.SETITEM),
+    "bytes of a declared 2**40 length": _label_stream(P.BINBYTES8 + (2**40).to_bytes(8, "little") + b"xx"),
+    "an unknown opcode": _label_stream(b"\xff"),
+    "APPENDS without MARK": _label_stream(P.EMPTY_LIST + P.NONE + P.APPENDS),
+    "TUPLE2 of an empty stack": P.PROTO + b"\x04" + P.TUPLE2 + P.STOP,
+    "no STOP": _label_stream(P.NONE)[:-1],
+    "a huge int": _label_stream(P.LONG4 + (4000).to_bytes(4, "little") + b"\x7f" * 4000),
+    "an object dtype array": _label_stream(
+        P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + P.EMPTY_TUPLE + P.REDUCE
+        + P.MARK + P.BININT1 + b"\x01" + P.BININT1 + b"\x01" + P.TUPLE1
+        + P.GLOBAL + b"numpy\ndtype\n" + _text("O") + P.NEWFALSE + P.NEWTRUE + P.TUPLE3 + P.REDUCE
+        + P.NEWFALSE + P.NONE + P.TUPLE + P.BUILD
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_pickled_labels_fail_fast_and_named(own_root: Path, case: str) -> None:
+    stream = HOSTILE[case]
+    path = own_root / "classification_v1.0/m-so2sat/id_0001.hdf5"
+    with h5py.File(path, "a") as f:
+        del f.attrs["label"]
+        f.attrs["pickle"] = str(stream)
+    task = GeoBenchTask.open("m-so2sat", root=own_root)
+    start = time.perf_counter()
+    with pytest.raises(CorruptSampleError, match=r"id_0001\.hdf5: (cannot read the label|expected)"):
+        task.read_sample("id_0001")
+    assert time.perf_counter() - start < 1.0
+    assert RAN == []
+
+
+def test_the_billion_laughs_is_small_and_the_limits_name_themselves() -> None:
+    assert len(HOSTILE["billion laughs"]) < 300 and len(HOSTILE["billion laughs of tuples"]) < 150
+    for case in ("billion laughs", "billion laughs of tuples", "laughs as a dict key"):
+        with pytest.raises(StaticPickleError, match="max_size|dict key"):
+            static_unpickle(HOSTILE[case])
+    with pytest.raises(StaticPickleError, match="max_depth"):
+        static_unpickle(HOSTILE["nesting 20000 deep"])
+    with pytest.raises(StaticPickleError, match="max_ops"):
+        static_unpickle(HOSTILE["300000 opcodes"])
+    memo_flood = P.PROTO + b"\x04" + P.NONE + b"".join(P.LONG_BINPUT + i.to_bytes(4, "little") for i in range(50)) + P.STOP
+    assert static_unpickle(memo_flood) is None
+    with pytest.raises(StaticPickleError, match="max_memo"):
+        static_unpickle(memo_flood, PickleLimits(max_memo=10))
+    with pytest.raises(StaticPickleError, match="max_bytes"):
+        static_unpickle(memo_flood, PickleLimits(max_bytes=100))
+    with pytest.raises(StaticPickleError, match="contains itself"):
+        decode_static_value(static_unpickle(HOSTILE["list appended to itself"])["label"])
+    # shared references within the limits are fine: 2**10 leaves
+    assert len(decode_static_value(static_unpickle(_label_stream(_laughs(10)))["label"])) == 2
+
+
+def test_static_unpickle_reads_what_pickle_writes_within_the_limits() -> None:
+    shared = [1, 2]
+    value = {"a": [shared, shared, (3, "x")], "b": {"n": None, 4: 2.5}, "c": b"raw", "d": {5, 6}}
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        got = static_unpickle(pickle.dumps(value, protocol=protocol))
+        assert got["a"] == [[1, 2], [1, 2], (3, "x")] and got["b"] == {"n": None, 4: 2.5}
+        assert got["c"] == b"raw"
+        if protocol >= 4:  # EMPTY_SET + ADDITEMS; earlier protocols build a set by calling builtins.set
+            assert sorted(got["d"]) == [5, 6]
