@@ -16,6 +16,7 @@ demo: env
 
 test:
 	bash scripts/bootstrap.sh --browser
+	bash scripts/geobench_sdist.sh || echo "warning: no GEO-Bench sdist; tests/test_geobench_official.py will skip" >&2
 	.venv/bin/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 lint: env

@@ -371,7 +371,8 @@ class _StaticUnpickler:
         self._grow(target, items)
 
     # -- one opcode --------------------------------------------------------------------------------------
-    def apply(self, name: str, arg: Any) -> None:  # noqa: C901 - one branch per opcode family, each short
+    def apply(self, name: str, arg: Any) -> None:
+        """One opcode: one branch per opcode family; any opcode not listed is refused."""
         stack = self.stack
         if name in _PUSH_ARG:
             stack.append(arg)
@@ -429,7 +430,9 @@ class _StaticUnpickler:
         elif name == "BUILD":
             (state,) = self._pop()
             (target,) = self._pop()
-            call = target if isinstance(target, PickleCall) else self._track(PickleCall(target, ()), (target,))
+            call = (
+                target if isinstance(target, PickleCall) else self._track(PickleCall(target, ()), (target,))
+            )
             call.state = state
             self._grow(call, (state,))
             stack.append(call)
@@ -465,7 +468,12 @@ class _StaticUnpickler:
 
 def _is_latin1_args(args: Any) -> bool:
     """Protocols 2-3 spell bytes as ``_codecs.encode(text, "latin1")``: rebuilt without calling anything."""
-    return isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1")
+    return (
+        isinstance(args, tuple)
+        and len(args) == 2
+        and isinstance(args[0], str)
+        and args[1] in ("latin1", "latin-1")
+    )
 
 
 def _run(machine: _StaticUnpickler, data: bytes, limits: PickleLimits) -> None:
@@ -522,7 +530,9 @@ def _numpy_dtype(obj: Any) -> np.dtype:
     code = obj.args[0]
     order = obj.state[1] if isinstance(obj.state, tuple) and len(obj.state) > 1 else "|"
     if not re.fullmatch(r"[biuf][1248]|b1|\?", code) or order not in ("<", ">", "|", "="):
-        raise StaticPickleError(f"numpy dtype {code!r} (byte order {order!r}) is not a plain numeric label type")
+        raise StaticPickleError(
+            f"numpy dtype {code!r} (byte order {order!r}) is not a plain numeric label type"
+        )
     return np.dtype(("" if order == "|" else order) + code)
 
 
@@ -539,7 +549,7 @@ def _describe(obj: Any) -> str:
 def _numpy_array(raw: Any, dtype: Any, shape: Any, fortran: bool) -> np.ndarray:
     if not isinstance(raw, bytes | bytearray):
         raise StaticPickleError("numpy array in the pickle holds objects, not raw numbers")
-    if not (isinstance(shape, tuple) and all(isinstance(s, int) and 0 <= s for s in shape)):
+    if not (isinstance(shape, tuple) and all(isinstance(s, int) and s >= 0 for s in shape)):
         raise StaticPickleError(f"numpy array shape {_describe(shape)} is not a tuple of sizes")
     array = np.frombuffer(bytes(raw), dtype=_numpy_dtype(dtype))
     if array.size != int(np.prod(shape, dtype=object)):
@@ -568,7 +578,11 @@ def decode_static_value(obj: Any, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
         if isinstance(value, list | tuple):
             inner = path | {id(value)}
             return [walk(v, depth + 1, inner) for v in value]
-        if isinstance(value, PickleCall) and isinstance(value.func, PickleGlobal) and value.func.module.startswith("numpy"):
+        if (
+            isinstance(value, PickleCall)
+            and isinstance(value.func, PickleGlobal)
+            and value.func.module.startswith("numpy")
+        ):
             return _numpy_value(value)
         raise StaticPickleError(f"cannot read a value from {_describe(value)} without running code")
 
@@ -580,7 +594,9 @@ def _numpy_value(obj: PickleCall) -> Any:
     if name == "_reconstruct" and isinstance(state, tuple) and len(state) == 5:
         _version, shape, dtype, fortran, raw = state
         return _numpy_array(raw, dtype, shape, bool(fortran))
-    if name == "_frombuffer" and isinstance(args, tuple) and len(args) == 4:  # protocol 5: (buffer, dtype, shape, order)
+    if (
+        name == "_frombuffer" and isinstance(args, tuple) and len(args) == 4
+    ):  # protocol 5: (buffer, dtype, shape, order)
         raw, dtype, shape, order = args
         return _numpy_array(raw, dtype, shape, order == "F")
     if name == "scalar" and isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], bytes):
@@ -602,7 +618,9 @@ def _pickled_attr_label(raw: Any, limits: PickleLimits = DEFAULT_LIMITS) -> Any:
             warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
             payload = ast.literal_eval(text)
     except (ValueError, SyntaxError, RecursionError, TypeError) as exc:
-        raise StaticPickleError(f"attribute 'pickle' is not the repr of a bytes object ({type(exc).__name__})") from None
+        raise StaticPickleError(
+            f"attribute 'pickle' is not the repr of a bytes object ({type(exc).__name__})"
+        ) from None
     if not isinstance(payload, bytes):
         raise StaticPickleError("attribute 'pickle' is not the repr of a bytes object")
     attrs = static_unpickle(payload, limits)
@@ -651,10 +669,14 @@ class TaskSpecsFacts:
 
 def _state_of(obj: Any, what: str, class_names: Sequence[str] | None = None) -> dict:
     """The attribute dict of a pickled object (``PickleCall`` whose BUILD state is a dict)."""
-    if not (isinstance(obj, PickleCall) and isinstance(obj.func, PickleGlobal) and isinstance(obj.state, dict)):
+    if not (
+        isinstance(obj, PickleCall) and isinstance(obj.func, PickleGlobal) and isinstance(obj.state, dict)
+    ):
         raise StaticPickleError(f"{what} is {_describe(obj)}, not a pickled object with attributes")
     if class_names is not None and obj.func.name not in class_names:
-        raise StaticPickleError(f"{what} is a {obj.func.module}.{obj.func.name}, expected one of {list(class_names)}")
+        raise StaticPickleError(
+            f"{what} is a {obj.func.module}.{obj.func.name}, expected one of {list(class_names)}"
+        )
     return obj.state
 
 
@@ -668,18 +690,22 @@ def _strings(value: Any, what: str, limits: PickleLimits) -> tuple[str, ...]:
 def task_specs_facts(obj: Any, limits: PickleLimits = DEFAULT_LIMITS) -> TaskSpecsFacts:
     """:class:`TaskSpecsFacts` from the statically unpickled ``TaskSpecifications``."""
     state = _state_of(obj, "task_specs.pkl", ("TaskSpecifications",))
-    label = state.get("label_type")
+    label: Any = state.get("label_type")
     label_state = _state_of(label, "its label_type")
-    label_type = label.func.name
+    label_type = str(label.func.name)
     n_classes = decode_static_value(label_state.get("n_classes"), limits)
     if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, int)):
         raise StaticPickleError(f"label_type.n_classes is {_describe(n_classes)}, not an int")
-    raw_names = next((label_state[k] for k in ("_class_names", "class_name", "class_names") if k in label_state), None)
+    raw_names = next(
+        (label_state[k] for k in ("_class_names", "class_name", "class_names") if k in label_state), None
+    )
     names = None if raw_names is None else _strings(raw_names, "label_type class names", limits)
     bands = state.get("bands_info") or []
     if not isinstance(bands, list):
         raise StaticPickleError(f"bands_info is {_describe(bands)}, not a list")
-    band_names = tuple(decode_static_value(_state_of(b, "a bands_info entry").get("name"), limits) for b in bands)
+    band_names = tuple(
+        decode_static_value(_state_of(b, "a bands_info entry").get("name"), limits) for b in bands
+    )
     if not all(isinstance(n, str) for n in band_names):
         raise StaticPickleError("a bands_info entry has no string name")
     patch = decode_static_value(state.get("patch_size"), limits)
@@ -691,7 +717,9 @@ def task_specs_facts(obj: Any, limits: PickleLimits = DEFAULT_LIMITS) -> TaskSpe
         n_classes=n_classes,
         class_names=names,
         band_names=band_names,
-        patch_size=tuple(int(p) for p in patch) if isinstance(patch, list) and all(isinstance(p, int) for p in patch) else None,
+        patch_size=tuple(int(p) for p in patch)
+        if isinstance(patch, list) and all(isinstance(p, int) for p in patch)
+        else None,
     )
 
 
@@ -700,7 +728,9 @@ def read_task_specs(path: Path, limits: PickleLimits = DEFAULT_LIMITS) -> TaskSp
     path = Path(path)
     size = path.stat().st_size
     if size > limits.max_bytes:
-        raise CorruptSampleError(f"{path}: {size} bytes, over the {limits.max_bytes} a task specification may take")
+        raise CorruptSampleError(
+            f"{path}: {size} bytes, over the {limits.max_bytes} a task specification may take"
+        )
     try:
         return task_specs_facts(static_unpickle(path.read_bytes(), limits), limits)
     except StaticPickleError as exc:
@@ -929,7 +959,10 @@ class GeoBenchTask:
         specs = self.task_specs()
         path = self.directory / "task_specs.pkl"
         if specs is None:
-            warnings.warn(f"{path} is missing: class names of {preset.name} are {indices[0]}..{indices[-1]}", stacklevel=2)
+            warnings.warn(
+                f"{path} is missing: class names of {preset.name} are {indices[0]}..{indices[-1]}",
+                stacklevel=2,
+            )
             return indices
         if specs.label_kind != preset.label_kind:
             raise CorruptSampleError(
@@ -939,7 +972,9 @@ class GeoBenchTask:
         names = specs.class_names
         if declared != preset.num_classes or (names is not None and len(names) != preset.num_classes):
             found = f"{declared} classes" + ("" if names is None else f" and {len(names)} class names")
-            raise CorruptSampleError(f"{path}: expected {preset.num_classes} classes for {preset.name}, found {found}")
+            raise CorruptSampleError(
+                f"{path}: expected {preset.num_classes} classes for {preset.name}, found {found}"
+            )
         return names if names is not None else indices
 
     def band_stats(self) -> BandStatsTable:
@@ -1034,7 +1069,9 @@ def _check_label(raw: Any, preset: TaskPreset, path: Path) -> Any:
     try:
         value = np.asarray(raw)
         integral = value.dtype.kind in "biu" or (
-            value.dtype.kind == "f" and bool(np.isfinite(value).all()) and bool((value == np.round(value)).all())
+            value.dtype.kind == "f"
+            and bool(np.isfinite(value).all())
+            and bool((value == np.round(value)).all())
         )
     except (ValueError, TypeError, OverflowError):
         integral, value = False, np.asarray([], dtype=np.int64)
@@ -1048,7 +1085,9 @@ def _check_label(raw: Any, preset: TaskPreset, path: Path) -> Any:
             )
         return flat.astype(np.int8)
     if value.size != 1 or not 0 <= int(value.reshape(-1)[0]) < preset.num_classes:
-        raise CorruptSampleError(f"{path}: expected one class index in 0..{preset.num_classes - 1}, found {_short(raw)}")
+        raise CorruptSampleError(
+            f"{path}: expected one class index in 0..{preset.num_classes - 1}, found {_short(raw)}"
+        )
     return int(value.reshape(-1)[0])
 
 

@@ -71,7 +71,12 @@ def run_geobench(*args: str, home: Path) -> None:
     """The generator script on this Python with the sdist on PYTHONPATH (never installed)."""
     env = {**os.environ, "PYTHONPATH": str(sdist_dir()), "GEO_BENCH_DIR": str(home)}
     done = subprocess.run(
-        [sys.executable, str(GENERATOR), *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(GENERATOR), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if done.returncode:
         raise AssertionError(f"{GENERATOR.name} {args[0]} failed:\n{done.stderr[-3000:]}")
@@ -93,7 +98,10 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     references = {}
     for task in TASKS:
         arrays = np.load(dumps / task / "arrays.npz")
-        references[task] = {"json": json.loads((dumps / task / "reference.json").read_text()), "arrays": arrays}
+        references[task] = {
+            "json": json.loads((dumps / task / "reference.json").read_text()),
+            "arrays": arrays,
+        }
     return {"root": root, "dirs": task_dirs, "ref": references}
 
 
@@ -112,7 +120,9 @@ def test_every_band_and_label_matches_geobench_reader(official: dict, task: str)
                 continue
             modality, our_name = EXPECTED_NAMES[task][band["name"]]
             got = ours[modality][reader.bands[modality].index(our_name)]
-            np.testing.assert_array_equal(got, theirs.astype(np.float32), err_msg=f"{task}/{name}/{band['name']}")
+            np.testing.assert_array_equal(
+                got, theirs.astype(np.float32), err_msg=f"{task}/{name}/{band['name']}"
+            )
             served += 1
         assert served == sum(len(b) for b in reader.bands.values())  # every band we serve was checked
         if "label_key" in entry:
@@ -184,7 +194,9 @@ def test_normalisation_uses_geobench_band_stats(official: dict) -> None:
     assert "08A - Vegetation Red Edge" in stats and "label" in stats
     bands = {"sentinel2": ["B8A", "B08"]}
     raw = GeoBenchTask.open("m-cashew-plant", root=official["root"], bands=bands).read_sample("sample_3")
-    normed = GeoBenchTask.open("m-cashew-plant", root=official["root"], bands=bands, normalize=True).read_sample("sample_3")
+    normed = GeoBenchTask.open(
+        "m-cashew-plant", root=official["root"], bands=bands, normalize=True
+    ).read_sample("sample_3")
     for i, name in enumerate(["08A - Vegetation Red Edge", "08 - NIR"]):
         expected = (raw["sentinel2"][i] - stats[name]["mean"]) / stats[name]["std"]
         np.testing.assert_allclose(normed["sentinel2"][i], expected, rtol=1e-5, atol=1e-5)
@@ -199,7 +211,9 @@ def _payload(path: Path) -> bytes:
 
 
 @pytest.mark.parametrize(("task", "sample"), [("m-bigearthnet", "id_0001"), ("m-so2sat", "id_0002")])
-def test_bit_flips_in_a_real_pickle_give_a_valid_label_or_a_named_error(official: dict, task: str, sample: str) -> None:
+def test_bit_flips_in_a_real_pickle_give_a_valid_label_or_a_named_error(
+    official: dict, task: str, sample: str
+) -> None:
     path = official["dirs"][task] / f"{sample}.hdf5"
     preset = get_preset(task)
     payload = _payload(path)
@@ -248,3 +262,19 @@ def test_a_damaged_task_specs_file_is_named(official: dict, tmp_path: Path) -> N
     assert static_unpickle(data).func.name == "TaskSpecifications"
     with pytest.raises(StaticPickleError):
         static_unpickle(data[:-1])
+
+
+def test_reading_the_official_files_unpickles_nothing(
+    official: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Samples, partitions, statistics and class names, with pickle's loaders booby-trapped."""
+    import pickle
+
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the reader unpickled something")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, no_unpickling)
+    for task in TASKS:
+        load_geobench(task, root=official["root"], normalize=True, cache_dir=str(tmp_path))
+        assert len(GeoBenchTask.open(task, root=official["root"]).label_names) == get_preset(task).num_classes
