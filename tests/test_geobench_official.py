@@ -9,9 +9,6 @@ The sdist comes from `bash scripts/geobench_sdist.sh` (`make test` runs it); wit
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+from fixtures.make_geobench_official import generate, missing_sdist_reason, run_with_sdist
 
 from dataset_scripts.geobench import (
     CorruptSampleError,
@@ -31,8 +29,6 @@ from dataset_scripts.geobench import (
     static_unpickle,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-GENERATOR = REPO / "tests" / "fixtures" / "make_geobench_official.py"
 TASKS = ("m-bigearthnet", "m-so2sat", "m-cashew-plant", "m-forestnet", "m-pv4ger")
 #: GEO-Bench bands no modality of ours serves
 NOT_SERVED = {"Cloud Probability"}
@@ -63,38 +59,16 @@ EXPECTED_NAMES = {
 }  # fmt: skip
 
 
-def sdist_dir() -> Path:
-    return Path(os.environ.get("GEOMELD_GEOBENCH_SDIST", REPO / ".cache" / "geobench-1.0.0"))
-
-
-def run_geobench(*args: str, home: Path) -> None:
-    """The generator script on this Python with the sdist on PYTHONPATH (never installed)."""
-    env = {**os.environ, "PYTHONPATH": str(sdist_dir()), "GEO_BENCH_DIR": str(home)}
-    done = subprocess.run(
-        [sys.executable, str(GENERATOR), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode:
-        raise AssertionError(f"{GENERATOR.name} {args[0]} failed:\n{done.stderr[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def official(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not (sdist_dir() / "geobench" / "dataset.py").is_file():
-        pytest.skip(
-            f"GEO-Bench's own code (geobench 1.0.0 sdist) not found at {sdist_dir()}: run `bash scripts/geobench_sdist.sh` "
-            "(needs the package registry) or set GEOMELD_GEOBENCH_SDIST"
-        )
+    reason = missing_sdist_reason()
+    if reason:
+        pytest.skip(reason)
     base = tmp_path_factory.mktemp("official")
-    root, dumps, home = base / "geobench", base / "reference", base / "home"
+    root, dumps, home = generate(base / "geobench"), base / "reference", base / "home"
     home.mkdir()
-    run_geobench("write", str(root), home=home)
     task_dirs = {t: root / get_preset(t).benchmark / t for t in TASKS}
-    run_geobench("dump", str(dumps), *map(str, task_dirs.values()), home=home)
+    run_with_sdist("dump", str(dumps), *map(str, task_dirs.values()), home=home)
     references = {}
     for task in TASKS:
         arrays = np.load(dumps / task / "arrays.npz")
