@@ -711,11 +711,11 @@ def modality_from_dict(entry: Mapping[str, Any], origin: str = "") -> Modality:
     )
 
 
-def modality_to_dict(mod: Modality) -> dict[str, object]:
+def modality_to_dict(mod: Modality) -> dict[str, Any]:
     """The declaration of ``mod`` (JSON-serialisable); ``modality_from_dict`` reads it back to an equal modality."""
 
     def band(b: Band) -> dict[str, object]:
-        out: dict[str, object] = {"name": b.name, "unit": b.unit, "gsd": b.gsd}
+        out: dict[str, Any] = {"name": b.name, "unit": b.unit, "gsd": b.gsd}
         for key in ("wavelength_nm", "bandwidth_nm", "polarisation", "orbit"):
             if getattr(b, key) is not None:
                 out[key] = getattr(b, key)
@@ -725,7 +725,7 @@ def modality_to_dict(mod: Modality) -> dict[str, object]:
             out["valid_range"] = list(b.valid_range)
         return out
 
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "name": mod.name,
         "kind": mod.kind,
         "dtype": mod.dtype,
@@ -772,6 +772,16 @@ def unregister_modality(name: str) -> None:
 
 def is_builtin(name: str) -> bool:
     return name in BUILTIN_MODALITIES
+
+
+def declarations(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The declarations of the user-declared modalities among ``names`` (once each, in order): what a config
+    carries so that it loads without the registry file."""
+    out = []
+    for name in dict.fromkeys(names):
+        if name not in BUILTIN_MODALITIES:
+            out.append(modality_to_dict(get_modality(name)))
+    return out
 
 
 def _read_declarations(path: str) -> Any:
