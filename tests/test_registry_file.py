@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from modeling_geomeld import modalities as registry
-from modeling_geomeld.modalities import MODALITIES, RegistryError, get_modality, load_registry_file, register_modality
+from modeling_geomeld.modalities import (
+    MODALITIES,
+    RegistryError,
+    get_modality,
+    load_registry_file,
+    register_modality,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a PlanetScope SuperDove-like 4-band sensor, as a user would declare it (wavelengths from Planet's sheet)
