@@ -208,3 +208,50 @@ def test_file_level_errors(tmp_path: Path, clean_registry: None) -> None:
         register_modality(changed, origin="notebook")
     with pytest.raises(RegistryError, match="found the built-in 'sentinel2'"):
         registry.unregister_modality("sentinel2")
+
+
+BUILD_SCRIPT = """
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import rasterio
+from rasterio.transform import from_origin
+
+from dataset_scripts.align import AlignConfig
+from dataset_scripts.build import BuildOptions, build
+from dataset_scripts.loading import decode_row
+
+folder = Path(sys.argv[1])
+data = np.random.default_rng(0).integers(100, 5000, (4, 120, 120)).astype("uint16")
+profile = dict(driver="GTiff", width=120, height=120, count=4, dtype="uint16", crs="EPSG:32632",
+               transform=from_origin(500000, 6340000, 3, 3), nodata=0)
+with rasterio.open(folder / "sd.tif", "w", **profile) as ds:
+    ds.write(data)
+(folder / "m.csv").write_text("anchor_id,modality,path,bands\\na,superdove,sd.tif,\\"nir,red,green,blue\\"\\n")
+build(f"manifest:{folder / 'm.csv'}", folder / "out", BuildOptions(workers=0, progress=False, align=AlignConfig(size_px=16)))
+rows = [r for f in (folder / "out" / "data").rglob("*.parquet") for r in pq.read_table(f).to_pylist()]
+layer = decode_row(rows[0])["superdove"]
+print(rows[0]["superdove_bands"], layer.shape, float(np.nanmean(layer[0])) > 100)
+"""
+
+
+def test_a_sensor_declared_in_the_environment_is_built_by_the_real_builder(tmp_path: Path) -> None:
+    env = {**os.environ, registry.REGISTRY_ENV: str(_yaml(tmp_path / "s.yaml", [DECLARATION]))}
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=240, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the file's own band order (nir first) is stored in the declared canonical order
+    assert done.stdout.split("]")[0] == "['blue', 'green', 'red', 'nir'" and done.stdout.strip().endswith("(4, 16, 16) True")
+
+
+def test_a_sensor_registered_after_the_writer_started_is_refused_by_the_manifest(tmp_path: Path, clean_registry: None) -> None:
+    import dataset_scripts.writer  # noqa: F401  (the writer fixes its schema at import, before the registration)
+    from dataset_scripts.sources.manifest import ManifestSource
+
+    register_modality(DECLARATION, origin="notebook")
+    (tmp_path / "m.csv").write_text("anchor_id,modality,path\na,superdove,sd.tif\n")
+    with pytest.raises(ValueError, match=r"m\.csv line 2: modality 'superdove' was registered after the builder's storage schema"):
+        ManifestSource(str(tmp_path / "m.csv"))

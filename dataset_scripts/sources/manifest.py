@@ -106,6 +106,14 @@ def _parse_row(
         mod, _ = resolve(modality)
     except KeyError as err:
         raise ValueError(f"{where}: {err.args[0]}") from None
+    from ..writer import LAYERS
+
+    if mod.name not in LAYERS:  # registered after the writer fixed its schema: it would be dropped unseen
+        raise ValueError(
+            f"{where}: modality {mod.name!r} was registered after the builder's storage schema was fixed (it holds "
+            f"{list(LAYERS)}); declare it with GEOMELD_MODALITIES=FILE in the environment, so every builder "
+            "process and worker knows it from the start"
+        )
     class_map = None
     if text := _cell(row, "class_map"):
         try:
