@@ -315,9 +315,10 @@ def read_labelled_manifest(path: str | Path, classes: str | Path | None = None) 
                 quarantined.append({"anchor_id": anchor, "reason": "missing_label", "message": f"anchor {anchor!r}: expected a `label_path` on one of its rows, found none"})
                 skip.add(anchor)
                 continue
-            raster = Path(str(given[anchor][0]).strip()).expanduser()
-            raster = raster if raster.is_absolute() else path.parent / raster
-            extra_rows.append({"anchor_id": anchor, "modality": "label", "path": str(raster), "class_map": class_map})
+            raster = str(given[anchor][0]).strip()
+            if "://" not in raster and not raster.startswith("/vsi") and not Path(raster).expanduser().is_absolute():
+                raster = str(path.parent / Path(raster).expanduser())
+            extra_rows.append({"anchor_id": anchor, "modality": "label", "path": raster, "class_map": class_map})
     splits = {a: str(v).strip().lower() for a, (v, _) in _per_anchor(rows, "split", path).items()} if has["split"] else {}
     bad = sorted({s for s in splits.values() if s not in SPLIT_NAMES})
     if bad:
@@ -330,8 +331,10 @@ def read_labelled_manifest(path: str | Path, classes: str | Path | None = None) 
         if anchor in skip:
             continue
         clean = {k: v for k, v in row.items() if k not in LABEL_COLUMNS and not _blank(v)}
-        if not Path(str(clean.get("path", ""))).expanduser().is_absolute():  # the builder's manifest lives elsewhere
-            clean["path"] = str(path.parent / str(clean.get("path", "")))
+        where = str(clean.get("path", ""))
+        remote = "://" in where or where.startswith("/vsi")
+        if not remote and not Path(where).expanduser().is_absolute():  # the builder's manifest lives elsewhere
+            clean["path"] = str(path.parent / Path(where).expanduser())
         builder_rows.append(clean)
     builder_rows += extra_rows
     if not builder_rows:

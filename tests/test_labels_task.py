@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_is_built(
     rows = [r for r in _segmentation_rows(rasters) if not r["anchor_id"].startswith(LOCATIONS[2])]
     denmark = rasters[LOCATIONS[2]]["mask"]
     rows[0] = {**rows[0], "label_path": str(denmark)}  # a Brazilian sample with a Danish mask: no overlap
+    rows = [{**r, "label_path": os.path.relpath(r["label_path"], tmp_path)} for r in rows]  # relative to the manifest
     manifest = _write_csv(tmp_path / "m.csv", rows)
     classes = [{"name": n, "code": i + 1} for i, n in enumerate(LULC) if n != "trees"]  # code 2 left out
     manifest.with_suffix(".yaml").write_text(yaml.safe_dump({"classes": classes, "nodata": 0, "size_px": SIZE, "block_size_m": 1500}))
