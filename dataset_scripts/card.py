@@ -307,7 +307,7 @@ def write_card(root: str | Path, fingerprint: str | None = None) -> Path:
         citations=_citations(contents),
         stats=_stats_section(root),
     )
-    others = {PRODUCT_LICENCES[m].license_name for m in contents.layers if PRODUCT_LICENCES[m].license == "other"}
+    others = {lic.license_name for m in contents.layers if (lic := PRODUCT_LICENCES.get(m)) and lic.license == "other"}
     if len(others) > 1:  # the Hub takes one license_link: it points at this per-product table
         licence_file = root / "LICENSE.md"
         licence_file.write_text("# Licences of the products in this dataset\n\n" + _licence_table(contents) + "\n", encoding="utf-8")

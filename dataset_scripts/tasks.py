@@ -4,6 +4,7 @@
   TerraMesh samples, cut into non-overlapping crops; whole locations are held out for testing.
 * `geobench:<task>`: a GEO-Bench v1.0 task read by `dataset_scripts.geobench` (data root from
   `--data-root` or `GEO_BENCH_DIR`).
+* `labels:<manifest>`: the user's own labelled GeoTIFFs (`dataset_scripts.labels`), built through the builder.
 """
 
 from __future__ import annotations
@@ -122,4 +123,88 @@ def geobench_task(
         test=splits[test_split],
         input_modalities={m: list(gb.bands[m]) for m in served},
         description=f"GEO-Bench {preset.name} ({preset.label_kind}, {preset.num_classes} classes, partition {partition})",
+    )
+
+
+def labels_task(
+    path: str | Path,
+    processor: Any,
+    *,
+    classes: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> Task:
+    """A task from the user's labelled manifest (:mod:`dataset_scripts.labels`), built through the real builder
+    into ``out`` (default: a hidden folder beside the manifest), split by the manifest's `split` column or by
+    spatial blocks. Writes ``labels_report.json`` (splits, blocks, class counts, quarantined anchors) into ``out``."""
+    import json
+
+    from modeling_geomeld.modalities import reorder_bands, resolve
+
+    from .errors import UsageError
+    from .labels import build_labelled, class_counts, read_labelled_manifest
+
+    manifest = read_labelled_manifest(path, classes)
+    root = Path(out) if out is not None else manifest.path.parent / f".geomeld-labels-{manifest.path.stem}"
+    samples = build_labelled(manifest, root, progress=progress)
+    if not samples.anchor_ids:
+        reasons = "; ".join(q["message"] for q in samples.quarantined[:3])
+        raise UsageError(f"labelled manifest {manifest.path}: expected usable samples, found every anchor quarantined ({reasons})")
+    keys = set.intersection(*(set(im) for im in samples.images))
+    served = sorted(k for k in keys if resolve(k)[0].name in processor.input_modalities)
+    if not served:
+        raise UsageError(
+            f"labelled manifest {manifest.path}: the samples hold {sorted(keys)} but the model takes "
+            f"{list(processor.input_modalities)}; fine-tune a model configured with the manifest's modalities"
+        )
+    names = {k: list(samples.bands[0][k]) for k in served}
+    n = len(manifest.classes)
+    splits: dict[str, TaskData] = {}
+    for split in ("train", "test"):
+        index = [i for i, s in enumerate(samples.splits) if s == split]
+        if not index:
+            raise UsageError(
+                f"labelled manifest {manifest.path}: expected {split} samples, found none "
+                f"(splits: {dict(zip(*np.unique(samples.splits, return_counts=True), strict=True))})"
+            )
+        images = {
+            k: np.stack([reorder_bands(samples.images[i][k], samples.bands[i][k], names[k], modality=k) for i in index])
+            for k in served
+        }
+        pixel_values, valid = _process(processor, images, names)
+        if manifest.kind == "segmentation":
+            labels = torch.from_numpy(np.stack([samples.labels[i] for i in index]))
+            grid = next(iter(pixel_values.values())).shape[-2:]
+            if tuple(labels.shape[-2:]) != tuple(grid):
+                raise ValueError(f"label maps are {tuple(labels.shape[-2:])} px but the processor returned {tuple(grid)} px")
+        elif manifest.kind == "multi_label":
+            labels = torch.zeros(len(index), n)
+            for row, i in enumerate(index):
+                labels[row, samples.labels[i]] = 1.0
+        else:
+            labels = torch.tensor([samples.labels[i][0] for i in index], dtype=torch.long)
+        splits[split] = TaskData(pixel_values, labels, valid)
+    counts = class_counts(samples.labels, manifest.kind, n)
+    report = {
+        "manifest": str(manifest.path), "kind": manifest.kind, "classes": list(manifest.classes.names),
+        "class_counts": counts, "splits": dict(zip(samples.anchor_ids, samples.splits, strict=True)),
+        "blocks": {a: list(b) for a, b in samples.blocks.items()},
+        "block_size_m": None if manifest.splits else manifest.settings.block_size_m,
+        "quarantined": samples.quarantined,
+    }  # fmt: skip
+    (root / "labels_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    how = "the manifest's split column" if manifest.splits else f"spatial blocks of {manifest.settings.block_size_m:g} m"
+    return Task(
+        name=f"labels:{manifest.path.name}",
+        kind=manifest.kind,
+        metric={"segmentation": "miou", "single_label": "accuracy", "multi_label": "micro_f1"}[manifest.kind],
+        num_labels=n,
+        label_names=list(manifest.classes.names),
+        train=splits["train"],
+        test=splits["test"],
+        input_modalities={resolve(k)[0].name: names[k] for k in served},
+        description=(
+            f"{manifest.kind} on {manifest.path.name}: {len(samples.anchor_ids)} samples built, "
+            f"{len(samples.quarantined)} quarantined (see {root / 'labels_report.json'}), split by {how}"
+        ),
     )

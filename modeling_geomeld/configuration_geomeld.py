@@ -11,7 +11,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .modalities import SENTINEL2_BANDS, get_modality, validate_band_selection
+from .modalities import (
+    SENTINEL2_BANDS,
+    declarations,
+    get_modality,
+    register_modality,
+    validate_band_selection,
+)
 
 #: ConvNeXt V2 sizes (Woo et al. 2023, table 1): name -> (depths, dims)
 ENCODER_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -267,6 +273,9 @@ class GeoMeldConfig(PreTrainedConfig):
         segmentation_channels (`list[int]`, *optional*): widths of the UNet decoder's four up-blocks, deepest
             first; defaults to `[256, 128, 64, 32]`.
         semantic_loss_ignore_index (`int`, defaults to -1): label ignored by the segmentation loss (no data).
+        custom_modalities (`list[dict]`, *optional*): declarations of the user-declared modalities the model
+            uses (`modalities.modality_to_dict`), filled in automatically and registered before the sub-configs
+            are read, so a saved model loads in a process that never saw the user's registry file.
     """
 
     model_type = "geomeld"
@@ -299,9 +308,14 @@ class GeoMeldConfig(PreTrainedConfig):
     label_smoothing: float = 0.0
     segmentation_channels: list[int] | None = None
     semantic_loss_ignore_index: int = -1
+    custom_modalities: list[dict] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
+        for entry in self.custom_modalities or []:  # before the sub-configs check their modalities by name
+            register_modality(entry, origin="config custom_modalities")
         super().__post_init__(**kwargs)
+        used = [*(self.encoder_cfg.input_modalities or {}), *(self.decoder_cfg.target_modalities or {})]
+        self.custom_modalities = declarations([*(e["name"] for e in self.custom_modalities or []), *used])
         if self.projection_dim < 1:
             raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
         if not 0.0 <= self.ema_momentum_start <= self.ema_momentum_end <= 1.0:

@@ -104,8 +104,10 @@ def _plausible(mod: Modality, bands: Sequence[str], array: np.ndarray) -> np.nda
     ok = np.isfinite(array)
     ranges = PHYSICAL_RANGE.get(mod.name, {})
     for i, band in enumerate(bands):
-        if band in ranges:
-            lo, hi = ranges[band]
+        # the table first, then the registry's own declaration (landsat8, aerial, user-declared sensors)
+        bounds = ranges.get(band) or (mod.band(band).valid_range if band in mod.band_names else None)
+        if bounds is not None:
+            lo, hi = bounds
             ok[:, i] &= (array[:, i] >= lo) & (array[:, i] <= hi)
     return ok
 

@@ -16,10 +16,11 @@ so that ``save_pretrained`` can ship it next to the modeling code for ``trust_re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,6 +41,8 @@ class Band:
         orbit: ``"ascending"`` / ``"descending"`` for SAR bands whose orbit direction is known; ``None``
             where it is not (many Sentinel-1 products carry polarisations only).
         description: a short human description.
+        valid_range: ``(low, high)``: the physically possible stored values; outside them a value is a fill or
+            a corrupt pixel, never a measurement (the processor masks it). ``None``: no range declared.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Band:
     polarisation: str | None = None
     orbit: str | None = None
     description: str = ""
+    valid_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ class Modality:
         """Map an array of stored class codes to indices; unknown codes and no-data become ``ignore_index``."""
         if not self.is_categorical:
             raise TypeError(f"{self.name} is continuous; it has no class codes")
-        lut = np.full(max(256, int(max(c.code for c in self.classes)) + 1), ignore_index, dtype=np.int64)
+        top = max((c.code for c in self.classes), default=0)
+        lut = np.full(max(256, int(top) + 1), ignore_index, dtype=np.int64)
         for c in self.classes:
             lut[c.code] = c.index
         codes = np.asarray(codes)
@@ -405,9 +410,429 @@ JRC_WATER = Modality(
     source="JRC Global Surface Water, occurrence layer (Pekel et al. 2016)",
 )
 
-MODALITIES: Mapping[str, Modality] = MappingProxyType(
-    {m.name: m for m in (SENTINEL2, SENTINEL1, DEM, CANOPY_HEIGHT, ESA_WORLDCOVER, DYNAMIC_WORLD, JRC_WATER, NAIP)}
+# ------------------------------------------------------------------------------------------------------
+# Landsat 8 / 9 OLI (OLI-2 on Landsat 9 has the same nine bands). Central wavelengths and FWHM bandwidths from
+# the OLI relative spectral responses (Barsi et al. 2014, Remote Sensing 6, 10232; USGS band designations),
+# nanometres; the 15 m panchromatic B8 and the TIRS thermal bands are not part of the modality.
+# Collection-2 Level-2 surface reflectance is distributed as uint16 DN: reflectance = DN * 2.75e-5 - 0.2
+# (fill 0; valid 7273..43636, i.e. reflectance 0..1). B9 (cirrus) has no Level-2 surface reflectance: it is
+# the Level-1 top-of-atmosphere product's DN (reflectance = DN * 2e-5 - 0.1). Values stay DN as distributed,
+# the way Sentinel-2 stays reflectance x 10000: the statistics below are for those DN.
+_L8 = (
+    ("B1", 443.0, 16.0, "coastal aerosol"),
+    ("B2", 482.0, 60.0, "blue"),
+    ("B3", 561.4, 57.0, "green"),
+    ("B4", 654.6, 37.0, "red"),
+    ("B5", 864.7, 28.0, "near infrared"),
+    ("B6", 1608.9, 85.0, "short-wave infrared 1"),
+    ("B7", 2200.7, 187.0, "short-wave infrared 2"),
+    ("B9", 1373.4, 21.0, "cirrus (Level-1 TOA DN: reflectance = DN * 2e-5 - 0.1; no Level-2 SR exists)"),
 )
+_L8_SR_UNIT = "Collection-2 Level-2 SR DN (reflectance = DN * 2.75e-5 - 0.2)"
+#: Landsat 8/9 OLI bands GeoMeld uses by default (B9, cirrus, has no surface reflectance and is opt-in)
+LANDSAT8_BANDS: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+# A sane starting point only (as for Sentinel-2): vegetated-to-bare land surface reflectance of about 0.04-0.24
+# mean, 0.05-0.10 std, expressed in the distributed DN; `geomeld stats DIR` recomputes them from a built dataset
+_L8_STATS = _stats(
+    [b[0] for b in _L8],
+    [8727.0, 9091.0, 10182.0, 10545.0, 16000.0, 14545.0, 12364.0, 5150.0],
+    [1818.0, 2000.0, 2182.0, 2909.0, 3273.0, 3636.0, 3273.0, 300.0],
+)
+LANDSAT8 = Modality(
+    name="landsat8",
+    kind="continuous",
+    bands=tuple(
+        Band(
+            n, _L8_SR_UNIT if n != "B9" else "Level-1 TOA DN (reflectance = DN * 2e-5 - 0.1)", 30.0,
+            wavelength_nm=wl, bandwidth_nm=bw, description=d, valid_range=(1.0, 65535.0),
+        )
+        for n, wl, bw, d in _L8
+    ),
+    default_bands=LANDSAT8_BANDS,
+    dtype="uint16",
+    nodata=0,  # the Collection-2 fill value
+    gsd=30.0,
+    stats=MappingProxyType({"default": _L8_STATS}),
+    license="Public domain (USGS Landsat data, no restrictions on use)",
+    source="USGS Landsat 8/9 OLI Collection 2 Level-2 surface reflectance (B9: Level-1)",
+)
+
+# Aerial RGB / RGBN orthophotos (national mapping agencies, drone and airborne surveys). Camera bands differ
+# between products, so no wavelengths are declared; values are the product's DN (8-bit in most deliveries,
+# 16-bit containers in some). The ground sampling distance is the product's own (0.1-1 m: GEO-Bench's
+# m-pv4ger, m-nz-cattle and m-NeonTree are 0.1 m); 0.5 m is a nominal value for the registry's grid.
+AERIAL = Modality(
+    name="aerial",
+    kind="continuous",
+    bands=tuple(
+        Band(n, "DN", 0.5, description=f"{d} (camera-dependent band; GSD per product, 0.1-1 m)", valid_range=(0.0, 65535.0))
+        for n, d in (("R", "red"), ("G", "green"), ("B", "blue"), ("NIR", "near infrared (RGBN products)"))
+    ),
+    default_bands=("R", "G", "B"),
+    dtype="uint16",
+    nodata=None,  # orthophotos rarely declare one; a file's own no-data tag still applies
+    gsd=0.5,
+    stats=MappingProxyType(
+        {"default": _stats(["R", "G", "B", "NIR"], [110.0, 115.0, 100.0, 130.0], [55.0, 50.0, 48.0, 55.0])}
+    ),
+    license="the product's own (declared per dataset)",
+    source="aerial RGB / RGBN orthophotos (GSD per product, 0.1-1 m)",
+)
+
+# A generic categorical label layer: the classes are the task's, declared by the user (a labelled manifest's
+# class list), so the registry declares none. 255 is no-data so that code 0 can be a class, as in most masks.
+LABEL = Modality(
+    name="label",
+    kind="categorical",
+    bands=(Band("class", "class code", 10.0, description="a user-declared class code (classes per task)"),),
+    default_bands=("class",),
+    dtype="uint8",
+    nodata=255,
+    gsd=10.0,
+    license="the labels' own (declared per task)",
+    source="user-provided label rasters or per-sample labels",
+)
+
+#: the modalities that ship with GeoMeld; user declarations may add to them, never replace one
+BUILTIN_MODALITIES: Mapping[str, Modality] = MappingProxyType(
+    {
+        m.name: m
+        for m in (SENTINEL2, SENTINEL1, DEM, CANOPY_HEIGHT, ESA_WORLDCOVER, DYNAMIC_WORLD, JRC_WATER, NAIP, LANDSAT8, AERIAL, LABEL)
+    }
+)
+# the registry itself: built-ins plus what users register (register_modality, registry files, GEOMELD_MODALITIES)
+_REGISTRY: dict[str, Modality] = dict(BUILTIN_MODALITIES)
+#: every modality known to this process, a read-only live view: it sees modalities registered later
+MODALITIES: Mapping[str, Modality] = MappingProxyType(_REGISTRY)
+
+# ------------------------------------------------------------------------------------------------------
+# The open registry: users declare sensors and layers as data (a YAML / JSON file, a dict, a Modality).
+#
+#   modalities:
+#     - name: planetscope              # lower-case letters, digits, underscores; not a built-in name
+#       kind: continuous               # or categorical (then `classes`); default continuous
+#       dtype: uint16                  # numpy dtype of the stored values
+#       gsd: 3.0                       # metres
+#       nodata: 0                      # optional (null: NaN marks no-data)
+#       license: "PlanetScope licence" # the product's licence (cards quote it)
+#       source: "PlanetScope SuperDove" # optional
+#       bands:                         # in canonical order; unit / gsd default to the modality's
+#         - {name: blue, wavelength_nm: 490, bandwidth_nm: 50, unit: "reflectance x 10000", valid_range: [0, 10000]}
+#       default_bands: [blue, ...]     # optional; all bands by default
+#       stats: {blue: [mean, std]}     # continuous: required for the default bands ({variant: {...}} for several)
+#       classes:                       # categorical: code (stored), name, optional colour "#rrggbb"
+#         - {code: 1, name: water, color: "#0000ff"}
+#
+# Every mistake raises RegistryError naming the file, the entry, what was expected and what was found.
+
+#: environment variable naming registry files to load at import, separated by os.pathsep (":" on POSIX)
+REGISTRY_ENV = "GEOMELD_MODALITIES"
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_KINDS = ("continuous", "categorical")
+_MODALITY_FIELDS = frozenset(
+    {"name", "kind", "dtype", "gsd", "nodata", "license", "source", "bands", "default_bands", "stats", "classes", "variants"}
+)
+_BAND_FIELDS = frozenset(
+    {"name", "unit", "gsd", "wavelength_nm", "bandwidth_nm", "polarisation", "orbit", "description", "valid_range"}
+)
+_REQUIRED_FIELDS = ("name", "dtype", "gsd", "license", "bands")
+
+
+class RegistryError(ValueError):
+    """A modality declaration the registry refuses; the message names where, what was expected and what was found."""
+
+
+def _where(origin: str, entry: Any) -> str:
+    return f"{origin}: modality {entry}" if origin else f"modality {entry}"
+
+
+def _expect(cond: bool, where: str, expected: str, found: object) -> None:
+    if not cond:
+        raise RegistryError(f"{where}: expected {expected}, found {found!r}")
+
+
+def _number_field(value: Any, where: str, what: str, *, positive: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(float(value))
+    _expect(ok and (not positive or float(value) > 0), where, f"{what} as a {'positive ' if positive else ''}number", value)
+    return float(value)
+
+
+def _text_field(value: Any, where: str, what: str) -> str:
+    _expect(isinstance(value, str) and bool(value.strip()), where, f"{what} as non-empty text", value)
+    return str(value).strip()
+
+
+def _band_from_dict(entry: Any, where: str, unit: str, gsd: float) -> Band:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    _expect(isinstance(entry, Mapping), where, "a band as a mapping with at least `name`", entry)
+    assert isinstance(entry, Mapping)
+    unknown = sorted(set(entry) - _BAND_FIELDS)
+    _expect(not unknown, where, f"band fields from {sorted(_BAND_FIELDS)}", unknown)
+    _expect("name" in entry, where, "a band `name`", dict(entry))
+    name = _text_field(entry["name"], where, "band `name`")
+    here = f"{where}, band {name!r}"
+    optional = {
+        k: _number_field(entry[k], here, f"`{k}`", positive=True)
+        for k in ("wavelength_nm", "bandwidth_nm")
+        if entry.get(k) is not None
+    }
+    valid_range = entry.get("valid_range")
+    if valid_range is not None:
+        ok = isinstance(valid_range, (list, tuple)) and len(valid_range) == 2
+        _expect(ok, here, "`valid_range` as [low, high]", valid_range)
+        low, high = (_number_field(v, here, "`valid_range` bounds") for v in valid_range)
+        _expect(low < high, here, "`valid_range` with low < high", valid_range)
+        valid_range = (low, high)
+    for key in ("polarisation", "orbit", "description", "unit"):
+        if entry.get(key) is not None:
+            _text_field(entry[key], here, f"`{key}`")
+    return Band(
+        name=name,
+        unit=str(entry.get("unit") or unit),
+        gsd=_number_field(entry.get("gsd", gsd), here, "`gsd` in metres", positive=True),
+        polarisation=entry.get("polarisation"),
+        orbit=entry.get("orbit"),
+        description=str(entry.get("description") or ""),
+        valid_range=valid_range,
+        **optional,
+    )
+
+
+def _stats_from_dict(value: Any, where: str, bands: Sequence[str], variants: Sequence[str]) -> dict[str, Mapping[str, BandStats]]:
+    _expect(isinstance(value, Mapping), where, "`stats` as {band: [mean, std]} or {variant: {band: [mean, std]}}", value)
+    assert isinstance(value, Mapping)
+    nested = bool(value) and all(isinstance(v, Mapping) for v in value.values())
+    tables = dict(value) if nested else {variants[0]: value}
+    out: dict[str, Mapping[str, BandStats]] = {}
+    for variant, table in tables.items():
+        _expect(variant in variants, where, f"`stats` variants from {list(variants)}", variant)
+        unknown = [b for b in table if b not in bands]
+        _expect(not unknown, f"{where}, stats", f"statistics for declared bands {list(bands)}", unknown)
+        rows = {}
+        for band, pair in table.items():
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+            _expect(ok, f"{where}, stats of {band!r}", "[mean, std]", pair)
+            mean = _number_field(pair[0], f"{where}, stats of {band!r}", "a mean")
+            std = _number_field(pair[1], f"{where}, stats of {band!r}", "a std", positive=True)
+            rows[str(band)] = BandStats(mean, std)
+        out[str(variant)] = MappingProxyType(rows)
+    return out
+
+
+def _classes_from_dict(value: Any, where: str, nodata: float | int | None) -> tuple[LandCoverClass, ...]:
+    _expect(isinstance(value, (list, tuple)) and bool(value), where, "`classes` as a non-empty list of {code, name}", value)
+    out = []
+    for i, entry in enumerate(value):
+        if isinstance(entry, str):
+            entry = {"code": i, "name": entry}
+        _expect(isinstance(entry, Mapping) and "name" in entry, f"{where}, class #{i}", "a mapping with `name` (and `code`)", entry)
+        code = entry.get("code", i)
+        ok = isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255 and code != nodata
+        _expect(ok, f"{where}, class {entry['name']!r}", f"an integer `code` in 0..255 other than no-data {nodata}", code)
+        color = entry.get("color") or entry.get("colour") or _default_colour(i)
+        ok = isinstance(color, str) and len(color) == 7 and color.startswith("#")
+        _expect(ok, f"{where}, class {entry['name']!r}", "`color` as '#rrggbb'", color)
+        out.append(LandCoverClass(int(code), i, _text_field(entry["name"], f"{where}, class #{i}", "`name`"), color))
+    for attr in ("code", "name"):
+        seen = [getattr(c, attr) for c in out]
+        twice = sorted({x for x in seen if seen.count(x) > 1}, key=str)
+        _expect(not twice, where, f"each class {attr} once", twice)
+    return tuple(out)
+
+
+def _default_colour(i: int) -> str:
+    # tab10, so undeclared colours are distinct and stable
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+    return palette[i % len(palette)]
+
+
+def modality_from_dict(entry: Mapping[str, Any], origin: str = "") -> Modality:
+    """A :class:`Modality` from its declaration (the format above); raises :class:`RegistryError`."""
+    _expect(isinstance(entry, Mapping), _where(origin, "entry"), "a modality as a mapping", entry)
+    label = entry.get("name") if isinstance(entry.get("name"), str) else "(unnamed)"
+    where = _where(origin, repr(label))
+    missing = [k for k in _REQUIRED_FIELDS if entry.get(k) in (None, "")]
+    _expect(not missing, where, f"the fields {list(_REQUIRED_FIELDS)}", f"missing {missing}")
+    unknown = sorted(set(entry) - _MODALITY_FIELDS)
+    _expect(not unknown, where, f"fields from {sorted(_MODALITY_FIELDS)}", unknown)
+    name = _text_field(entry["name"], where, "`name`")
+    _expect(set(name) <= _NAME_CHARS and name[0].isalpha(), where, "`name` of lower-case letters, digits and underscores", name)
+    kind = entry.get("kind", "continuous")
+    _expect(kind in _KINDS, where, f"`kind` from {list(_KINDS)}", kind)
+    try:
+        dtype = np.dtype(str(entry["dtype"])).name
+    except TypeError:
+        raise RegistryError(f"{where}: expected `dtype` as a numpy dtype (uint8, int16, float32, ...), found {entry['dtype']!r}") from None
+    gsd = _number_field(entry["gsd"], where, "`gsd` in metres", positive=True)
+    nodata = entry.get("nodata")
+    if nodata is not None:
+        nodata = _number_field(nodata, where, "`nodata`")
+        nodata = int(nodata) if float(nodata).is_integer() else nodata
+    variants = tuple(entry.get("variants") or ("default",))
+    _expect(all(isinstance(v, str) and v for v in variants), where, "`variants` as a list of names", list(variants))
+    raw_bands = entry["bands"]
+    _expect(isinstance(raw_bands, (list, tuple)) and bool(raw_bands), where, "`bands` as a non-empty list", raw_bands)
+    unit = "class code" if kind == "categorical" else "DN"
+    bands = tuple(_band_from_dict(b, f"{where}, band #{i}", unit, gsd) for i, b in enumerate(raw_bands))
+    names = [b.name for b in bands]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    _expect(not twice, where, "each band name once", twice)
+    default = entry.get("default_bands") or names
+    _expect(isinstance(default, (list, tuple)), where, "`default_bands` as a list of band names", default)
+    unknown_default = [b for b in default if b not in names]
+    _expect(not unknown_default, where, f"`default_bands` among the declared bands {names}", unknown_default)
+    classes: tuple[LandCoverClass, ...] = ()
+    stats: dict[str, Mapping[str, BandStats]] = {}
+    if kind == "categorical":
+        _expect(len(bands) == 1, where, "one band for a categorical layer", names)
+        classes = _classes_from_dict(entry.get("classes"), where, nodata)
+        _expect(entry.get("stats") is None, where, "no `stats` for a categorical layer", entry.get("stats"))
+    else:
+        _expect(entry.get("classes") is None, where, "no `classes` for a continuous layer (kind: categorical?)", entry.get("classes"))
+        _expect(entry.get("stats") is not None, where, "`stats` ({band: [mean, std]}) for a continuous layer", "none")
+        stats = _stats_from_dict(entry["stats"], where, names, variants)
+        for variant in variants:
+            lacking = [b for b in default if b not in stats.get(variant, {})]
+            _expect(not lacking, where, f"statistics of variant {variant!r} for every default band", f"none for {lacking}")
+    return Modality(
+        name=name,
+        kind=kind,
+        bands=bands,
+        default_bands=tuple(str(b) for b in default),
+        dtype=dtype,
+        nodata=nodata,
+        gsd=gsd,
+        classes=classes,
+        stats=MappingProxyType(stats),
+        variants=variants,
+        license=_text_field(entry["license"], where, "`license`"),
+        source=str(entry.get("source") or origin or "user declaration"),
+    )
+
+
+def modality_to_dict(mod: Modality) -> dict[str, Any]:
+    """The declaration of ``mod`` (JSON-serialisable); ``modality_from_dict`` reads it back to an equal modality."""
+
+    def band(b: Band) -> dict[str, object]:
+        out: dict[str, Any] = {"name": b.name, "unit": b.unit, "gsd": b.gsd}
+        for key in ("wavelength_nm", "bandwidth_nm", "polarisation", "orbit"):
+            if getattr(b, key) is not None:
+                out[key] = getattr(b, key)
+        if b.description:
+            out["description"] = b.description
+        if b.valid_range is not None:
+            out["valid_range"] = list(b.valid_range)
+        return out
+
+    out: dict[str, Any] = {
+        "name": mod.name,
+        "kind": mod.kind,
+        "dtype": mod.dtype,
+        "gsd": mod.gsd,
+        "nodata": mod.nodata,
+        "license": mod.license,
+        "source": mod.source,
+        "bands": [band(b) for b in mod.bands],
+        "default_bands": list(mod.default_bands),
+        "variants": list(mod.variants),
+    }
+    if mod.is_categorical:
+        out["classes"] = [{"code": c.code, "name": c.name, "color": c.color} for c in mod.classes]
+    else:
+        out["stats"] = {v: {b: [s.mean, s.std] for b, s in table.items()} for v, table in mod.stats.items()}
+    return out
+
+
+def register_modality(modality: Modality | Mapping[str, Any], origin: str = "") -> Modality:
+    """Add a user-declared modality to the registry (and so to :data:`MODALITIES`); returns it.
+
+    A declaration may not reuse a built-in name; registering the same declaration again is a no-op (a config
+    that carries its declarations registers them on load), a different one under a registered name is refused.
+    """
+    mod = modality if isinstance(modality, Modality) else modality_from_dict(modality, origin)
+    where = _where(origin, repr(mod.name))
+    _expect(mod.name not in BUILTIN_MODALITIES, where, f"a name that is not a built-in modality {sorted(BUILTIN_MODALITIES)}", mod.name)
+    known = _REGISTRY.get(mod.name)
+    if known is not None and modality_to_dict(known) != modality_to_dict(mod):
+        raise RegistryError(
+            f"{where}: expected a new name or the same declaration as the registered {mod.name!r} "
+            f"(from {known.source}), found a different declaration"
+        )
+    _REGISTRY[mod.name] = mod
+    return mod
+
+
+def unregister_modality(name: str) -> None:
+    """Remove a user-declared modality (tests, notebooks); built-ins cannot be removed."""
+    if name in BUILTIN_MODALITIES:
+        raise RegistryError(f"expected a user-declared modality, found the built-in {name!r}")
+    _REGISTRY.pop(name, None)
+
+
+def is_builtin(name: str) -> bool:
+    return name in BUILTIN_MODALITIES
+
+
+def declarations(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The declarations of the user-declared modalities among ``names`` (once each, in order): what a config
+    carries so that it loads without the registry file."""
+    out = []
+    for name in dict.fromkeys(names):
+        if name not in BUILTIN_MODALITIES:
+            out.append(modality_to_dict(get_modality(name)))
+    return out
+
+
+def _read_declarations(path: str) -> Any:
+    import json
+
+    if not os.path.isfile(path):
+        raise RegistryError(f"{path}: expected a modality registry file (.yaml, .yml or .json), found no such file")
+    suffix = os.path.splitext(path)[1].lower()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise RegistryError(f"{path}: expected JSON, found a syntax error at line {err.lineno}: {err.msg}") from None
+    if suffix in (".yaml", ".yml"):
+        import yaml  # lazily: pyyaml comes with transformers, the builder rarely needs it
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise RegistryError(f"{path}: expected YAML, found a syntax error: {err}") from None
+    raise RegistryError(f"{path}: expected a .yaml, .yml or .json registry file, found suffix {suffix or 'none'!r}")
+
+
+def load_registry_file(path: str | os.PathLike[str]) -> list[Modality]:
+    """Register every modality declared in a YAML / JSON file (``modalities:`` list, or a bare list)."""
+    path = str(path)
+    data = _read_declarations(path)
+    if isinstance(data, Mapping) and "modalities" in data:
+        data = data["modalities"]
+    if isinstance(data, Mapping):  # {name: declaration}
+        data = [{"name": k, **v} if isinstance(v, Mapping) else v for k, v in data.items()]
+    _expect(isinstance(data, list) and bool(data), path, "a non-empty `modalities:` list of declarations", data)
+    declared = [modality_from_dict(entry, path) for entry in data]  # all valid before any is registered
+    names = [m.name for m in declared]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    _expect(not twice, path, "each modality name once", twice)
+    return [register_modality(m, path) for m in declared]
+
+
+def _load_environment() -> None:
+    value = os.environ.get(REGISTRY_ENV, "")
+    for path in filter(None, value.split(os.pathsep)):
+        try:
+            load_registry_file(path)
+        except RegistryError as err:
+            raise RegistryError(f"{REGISTRY_ENV}={value}: {err}") from None
+
+
+_load_environment()
 
 
 def get_modality(name: str) -> Modality:
@@ -474,11 +899,23 @@ def parse_class_map(spec: str, target: Modality) -> dict[int, int]:
             raise ValueError(f"class_map maps source code {code} twice")
         if _norm_name(dst) == "nodata":
             out[code] = int(target.nodata if target.nodata is not None else 0)
+        elif not target.classes and dst.strip().isdigit():
+            # a layer whose classes are the task's (the generic `label`) takes the target code itself
+            out[code] = _target_code(int(dst), target, pair)
         else:
             out[code] = target.class_by_name(dst).code
     if not out:
         raise ValueError("class_map is empty; expected pairs like '1:water,2:trees'")
     return out
+
+
+def _target_code(code: int, target: Modality, pair: str) -> int:
+    if not 0 <= code <= 255 or code == target.nodata:
+        raise ValueError(
+            f"class_map target code in {pair!r} must lie in 0..255 and differ from {target.name}'s no-data "
+            f"{target.nodata}, found {code}"
+        )
+    return code
 
 
 def validate_band_selection(field: str, modalities: dict[str, list[str]]) -> dict[str, list[str]]:

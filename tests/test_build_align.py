@@ -56,7 +56,7 @@ def test_every_location_aligns_onto_a_128px_utm_grid_near_the_readme_coordinates
         lat, lon = README_LATLON[tile]
         assert abs(sample.metadata["lat"] - lat) < 0.05 and abs(sample.metadata["lon"] - lon) < 0.05, tile
         assert sample.metadata["crs"] == utm_crs(lat, lon).to_string()
-        assert sample.metadata["absent"] == ["canopy_height", "esa_worldcover", "jrc_water", "naip"]
+        assert sample.metadata["absent"] == ["canopy_height", "esa_worldcover", "jrc_water", "naip", "landsat8", "aerial", "label"]
         assert "canopy_height" not in sample.arrays  # absent, never zero-filled
         left, bottom, right, top = sample.metadata["bounds"]
         assert right - left == pytest.approx(1280) and top - bottom == pytest.approx(1280)

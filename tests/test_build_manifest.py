@@ -111,3 +111,13 @@ def test_canonical_band_orders() -> None:
     assert canonical_bands("dem", 1) == ("elevation",)
     assert canonical_bands("sentinel1", 2) == ("VV", "VH")
     assert canonical_bands("sentinel2_l2a", 5) is None
+
+
+def test_the_generic_label_layer_keeps_its_codes(tmp_path: Path) -> None:
+    rows = [
+        {"anchor_id": "a", "modality": "label", "path": "mask.tif"},
+        {"anchor_id": "b", "modality": "label", "path": "mask.tif", "class_map": "0:0,1:1,9:nodata"},
+    ]
+    anchors = {a.anchor_id: a for a in ManifestSource(str(write_manifest(rows, tmp_path / "m.csv"))).anchors()}
+    assert anchors["a"].layers[0].class_map == {c: c for c in range(255)}  # 255 is the label layer's no-data
+    assert anchors["b"].layers[0].class_map == {0: 0, 1: 1, 9: 255}

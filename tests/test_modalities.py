@@ -17,7 +17,10 @@ from modeling_geomeld.modalities import (
 
 
 def test_every_modality_is_described() -> None:
-    assert set(MODALITIES) == {"sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "jrc_water", "naip"}
+    assert set(MODALITIES) >= {
+        "sentinel2", "sentinel1", "dem", "canopy_height", "esa_worldcover", "dynamic_world", "jrc_water", "naip",
+        "landsat8", "aerial", "label",
+    }  # fmt: skip
     for mod in MODALITIES.values():
         assert mod.bands and set(mod.default_bands) <= set(mod.band_names)
         assert mod.gsd > 0 and mod.dtype and mod.license and mod.source
@@ -82,3 +85,65 @@ def test_class_map_parsing() -> None:
         parse_class_map("2:forest", dw)
     with pytest.raises(ValueError, match="categorical"):
         parse_class_map("1:water", get_modality("dem"))
+
+
+def test_landsat8_oli_bands_units_and_statistics() -> None:
+    l8 = get_modality("landsat8")
+    assert l8.band_names == ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9")
+    assert l8.default_bands == ("B1", "B2", "B3", "B4", "B5", "B6", "B7")  # cirrus (no Level-2 SR) is opt-in
+    assert all(b.gsd == 30 and b.bandwidth_nm for b in l8.bands) and l8.gsd == 30
+    # USGS OLI band designations (micrometres): each centre lies inside its band's published interval
+    usgs = {"B1": (0.43, 0.45), "B2": (0.45, 0.51), "B3": (0.53, 0.59), "B4": (0.64, 0.67), "B5": (0.85, 0.88),
+            "B6": (1.57, 1.65), "B7": (2.11, 2.29), "B9": (1.36, 1.38)}  # fmt: skip
+    for name, (lo, hi) in usgs.items():
+        assert lo * 1000 <= l8.band(name).wavelength_nm <= hi * 1000, name
+    assert "2.75e-5" in l8.band("B4").unit and "- 0.2" in l8.band("B4").unit  # Collection-2 L2 SR scaling
+    assert l8.dtype == "uint16" and l8.nodata == 0 and "public domain" in l8.license.lower()
+    mean, std = l8.band_stats(l8.default_bands)
+    # the statistics are for DN as distributed: reflectance = DN * 2.75e-5 - 0.2 gives plausible land means
+    reflectance = mean * 2.75e-5 - 0.2
+    assert ((reflectance > 0.0) & (reflectance < 0.4)).all() and (std > 1000).all()
+    assert l8.band("B5").valid_range == (1.0, 65535.0)  # 0 is the fill value
+
+
+def test_aerial_and_label_layers() -> None:
+    aerial = get_modality("aerial")
+    assert aerial.band_names == ("R", "G", "B", "NIR") and aerial.default_bands == ("R", "G", "B")
+    assert all(b.unit == "DN" and b.gsd <= 1.0 for b in aerial.bands) and aerial.gsd <= 1.0
+    assert "0.1-1 m" in aerial.source  # the GSD is the product's own: the declaration says so
+    label = get_modality("label")
+    assert label.is_categorical and label.band_names == ("class",) and label.classes == ()
+    assert label.nodata == 255  # code 0 may be a class
+    assert label.codes_to_indices(np.array([0, 3, 255])).tolist() == [-1, -1, -1]  # no classes declared
+    # a task's label raster keeps its own codes: integer targets, no-data refused
+    assert parse_class_map("0:0,1:1,9:nodata", label) == {0: 0, 1: 1, 9: 255}
+    with pytest.raises(ValueError, match="differ from label's no-data 255"):
+        parse_class_map("1:255", label)
+
+
+def test_geobench_presets_resolve_against_the_registry() -> None:
+    from dataset_scripts.geobench import BAND_PARSERS, PRESETS
+
+    assert {m for p in PRESETS.values() for m in p.modalities} <= set(MODALITIES)
+    for preset in PRESETS.values():  # the Landsat-8 and aerial tasks (m-so2sat's SAR names are geobench.py's)
+        for modality, bands in preset.modalities.items():
+            if modality not in ("landsat8", "aerial"):
+                continue
+            unknown = [b for b in bands if b not in get_modality(modality).band_names]
+            assert not unknown, (preset.name, modality, unknown)
+    assert PRESETS["m-forestnet"].modalities["landsat8"] == ("B4", "B3", "B2", "B5", "B6", "B7")
+    assert BAND_PARSERS["landsat8"]("05 - NIR") == "B5" and BAND_PARSERS["aerial"]("Red") == "R"
+    assert [b for b in ("R", "G", "B") if b in get_modality("aerial").band_names] == ["R", "G", "B"]
+
+
+def test_processor_masks_values_outside_a_declared_valid_range() -> None:
+    from modeling_geomeld.image_processing_geomeld import GeoMeldImageProcessor
+
+    proc = GeoMeldImageProcessor(input_modalities={"landsat8": ["B4", "B5"]}, crop_size=None)
+    dn = np.full((2, 16, 16), 12000, dtype=np.uint16)
+    dn[:, 0, :4] = 0  # Collection-2 fill
+    batch = proc({"landsat8": dn}, band_names={"landsat8": ["B4", "B5"]})
+    assert int(batch["invalid_pixels"]["landsat8"][0]) == 4
+    assert not batch["valid_mask"]["landsat8"][0, 0, :4].any() and batch["valid_mask"]["landsat8"][0, 1].all()
+    mean, std = get_modality("landsat8").band_stats(["B4"])
+    assert float(batch["pixel_values"]["landsat8"][0, 0, 5, 5]) == pytest.approx((12000 - mean[0]) / std[0], rel=1e-5)

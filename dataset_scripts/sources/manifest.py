@@ -11,7 +11,9 @@ Columns (CSV with a header row, or JSON Lines with one object per line):
 * ``datetime`` (optional): ISO 8601 acquisition time; empty means "read it from the file's tags";
 * ``lat``, ``lon`` (optional): the anchor; empty means the centre of the files' common footprint;
 * ``class_map`` (optional): for a categorical layer from another product, ``SRC:DST`` pairs joined by
-  commas, ``DST`` a class name of the target layer or ``nodata`` (unmapped codes become no-data).
+  commas, ``DST`` a class name of the target layer or ``nodata`` (unmapped codes become no-data). The generic
+  ``label`` layer (classes declared per task) takes integer codes (``0:0,1:1,9:nodata``) and, without a
+  class map, keeps every code 0..254 as it is (255 is its no-data).
 
 Any other column (``cloud_cover``, ``radiometric_offset``, ...) is kept in ``LayerRef.properties``; the
 aligner reads ``cloud_cover`` (percent) for Sentinel-2 and ``radiometric_offset`` (``1000`` for products of
@@ -104,12 +106,23 @@ def _parse_row(
         mod, _ = resolve(modality)
     except KeyError as err:
         raise ValueError(f"{where}: {err.args[0]}") from None
+    from ..writer import LAYERS
+
+    if mod.name not in LAYERS:  # registered after the writer fixed its schema: it would be dropped unseen
+        raise ValueError(
+            f"{where}: modality {mod.name!r} was registered after the builder's storage schema was fixed (it holds "
+            f"{list(LAYERS)}); declare it with GEOMELD_MODALITIES=FILE in the environment, so every builder "
+            "process and worker knows it from the start"
+        )
     class_map = None
     if text := _cell(row, "class_map"):
         try:
             class_map = parse_class_map(text, mod)
         except (KeyError, ValueError) as err:
             raise ValueError(f"{where}: bad class_map {text!r}: {err.args[0]}") from None
+    if class_map is None and mod.name == "label":
+        # the generic label layer's classes are the task's: its codes pass unchanged (the file's no-data still applies)
+        class_map = {code: code for code in range(int(mod.nodata or 255))}
     path = Path(_cell(row, "path")).expanduser()
     if not path.is_absolute() and "://" not in str(path) and not str(path).startswith("/vsi"):
         path = base / path

@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--task", default="terramind-landcover", help="task name (default: terramind-landcover)")
     p.add_argument("--data-root", default=None, help="data folder of the task (default: the task's own default)")
+    p.add_argument("--classes", default=None, help="labels:<manifest> tasks: class list file (default: the manifest's sidecar)")
     p.add_argument("--checkpoint", default=None, help="GeoMeld checkpoint folder to start from (default: random init)")
     p.add_argument("--stats", default="checkpoint", help="normalisation statistics: checkpoint (default), task, or dataset:DIR")
     p.add_argument("--preset", default="tiny", help="model preset when no checkpoint is given (default: tiny)")
@@ -44,8 +45,9 @@ def register(subparsers: Any) -> None:
 
 
 def check_task_name(task: str) -> None:
-    if task != "terramind-landcover" and not (task.startswith("geobench:") and task.split(":", 1)[1]):
-        raise UsageError(f"unknown task {task!r}; expected terramind-landcover or geobench:<task>")
+    prefixed = task.startswith(("geobench:", "labels:")) and task.split(":", 1)[1]
+    if task != "terramind-landcover" and not prefixed:
+        raise UsageError(f"unknown task {task!r}; expected terramind-landcover, geobench:<task> or labels:<manifest>")
 
 
 def build_task(args: argparse.Namespace, processor: Any) -> Any:
@@ -55,6 +57,14 @@ def build_task(args: argparse.Namespace, processor: Any) -> Any:
     check_task_name(args.task)
     if args.task == "terramind-landcover":
         return terramind_landcover(terramind_root(args.data_root), processor)
+    if args.task.startswith("labels:"):  # the user's labelled manifest, built into --data-root (or OUT/labels-dataset)
+        from dataset_scripts.tasks import labels_task
+
+        out = Path(args.data_root) if args.data_root else Path(args.out) / "labels-dataset"
+        try:
+            return labels_task(args.task.split(":", 1)[1], processor, classes=getattr(args, "classes", None), out=out)
+        except ValueError as err:  # a registry / manifest mistake found below the CLI
+            raise UsageError(str(err)) from None
     from dataset_scripts.tasks import geobench_task
 
     name = args.task.split(":", 1)[1]
