@@ -79,11 +79,24 @@ def score_fn(task: Any) -> Any:
     return score
 
 
-def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
-    """Write the LoRA adapter (PEFT format, safetensors) to `folder` and the merged model to `folder/merged`."""
-    peft_model.save_pretrained(folder)
+def save_adapter_and_merged(
+    peft_model: Any,
+    folder: Path,
+    *,
+    processor: Any,
+    base_model: str | None = None,
+    training_data: Any = None,
+    **card: Any,
+) -> None:
+    """Write the LoRA adapter to `folder` (PEFT format, safetensors, an `auto_mapping` that `AutoPeftModel`
+    follows, a card with `library_name: peft`) and the merged model to `folder/merged` as a complete Hub folder
+    (weights, code, processor, card). `card`: `write_model_card` arguments (results, pipeline_check, ...)."""
+    from modeling_geomeld.hub.folders import complete_adapter_folder, complete_folder, default_training_data
+
+    sources = list(training_data or default_training_data(peft_model.get_base_model()))
+    complete_adapter_folder(peft_model, folder, base_model=base_model, training_data=sources, **card)
     merged = peft_model.merge_and_unload()
-    merged.save_pretrained(folder / "merged")
+    complete_folder(merged, processor, folder / "merged", training_data=sources, base_model=base_model, **card)
     print(f"saved the LoRA adapter to {folder} and the merged model to {folder / 'merged'}")
 
 
