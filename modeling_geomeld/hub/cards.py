@@ -341,3 +341,84 @@ def read_card(folder: str | Path) -> tuple[dict[str, Any], str] | None:
         return None
     card = ModelCard.load(path)
     return card.data.to_dict(), card.text
+
+
+#: pretraining shorter than this is a pipeline check unless an evaluation says otherwise: published
+#: ConvNeXt V2 / MMEarth encoders train for hundreds of thousands of steps, and a few hundred steps on a
+#: handful of tiles show that the code runs, not what a model learns
+PIPELINE_CHECK_STEPS = 1000
+
+
+def pretraining_objectives(config: Any, history: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The objectives a `GeoMeldConfig` switches on, by their names in the paper; given the Trainer's log
+    `history`, only those that logged a loss (ITC runs only on batches with captions)."""
+    switched = (("MP-MAE", config.use_mpmae, "mpmae_loss"), ("JEPA", config.use_jepa, "jepa_loss"), ("ITC", config.use_itc, "itc_loss"))
+    logged = {key for _, _, key in switched if any(key in h for h in history)}
+    return [name for name, on, key in switched if on and (not logged or key in logged)]  # no parts logged: as configured
+
+
+def write_pretraining_card(
+    folder: str | Path,
+    config: Any,
+    *,
+    dataset: str,
+    preset: str,
+    history: Sequence[Mapping[str, Any]],
+    steps: int,
+    training_data: Sequence[DataSource],
+    statistics: str = "",
+    pipeline_check: bool | None = None,
+    results: Sequence[Score] | None = None,
+    loss_plot: str | None = None,
+) -> CardInfo:
+    """The card of a `geomeld pretrain` release: architecture, objectives and data, the last logged training
+    losses, the objective's weights and why, the normalisation statistics (`statistics`, a Markdown section
+    from `training.statistics.statistics_markdown`). ``pipeline_check=None``: fewer than
+    `PIPELINE_CHECK_STEPS` steps."""
+    enc = config.encoder_cfg
+    objectives = pretraining_objectives(config, history)
+    data_name = hub_id_or_none(dataset) or Path(str(dataset)).name or str(dataset)
+    if pipeline_check is None:
+        pipeline_check = steps < PIPELINE_CHECK_STEPS
+    last = {k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, float)}
+    losses = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(last.items()) if "loss" in k or k.startswith("mpmae/"))
+    summary = (
+        f"A multimodal ConvNeXt V2 encoder (depths {list(enc.depths)}, dims {list(enc.dims)}) pretrained with "
+        f"{', '.join(objectives)} on `{data_name}` for {steps} steps. Inputs: "
+        + ", ".join(f"{m} ({len(b)} bands)" for m, b in enc.input_modalities.items())
+        + f"; masking ratio {enc.mask_ratio}, patch {enc.patch_size} at {enc.image_size} px."
+    )
+    objective = (
+        f"`L = L_MP-MAE + alpha L_JEPA + beta L_ITC` with alpha = {config.jepa_weight:g} and beta = {config.itc_weight:g}. "
+        "MP-MAE is the uncertainty-weighted sum of per-target reconstruction losses (Kendall et al. 2018), each O(1) "
+        "in normalised units, and the JEPA smooth-L1 on layer-normed features is O(1) too, so alpha = 1 weighs it like "
+        "one more target; the InfoNCE loss starts at ln(batch size) and its gradient reaches only the pooled "
+        "embedding, so beta = 0.1 keeps it from dominating the dense objectives."
+    )
+    sections = [("Training losses (last logged step)", "| part | value |\n|---|---|\n" + losses)]
+    if loss_plot:
+        sections.append(("Training losses by step", f"![training losses by optimiser step]({loss_plot})"))
+    sections.append(("Objective", objective))
+    if statistics:
+        title, _, body = statistics.strip().partition("\n")
+        sections.append((title.lstrip("# ").strip(), body))
+    sections.append((
+        "Limitations",
+        "Losses above are training losses; evaluate downstream (`geomeld finetune`) before relying on the encoder. "
+        "Band order is carried by name: give the processor `band_names` for files in another order.",
+    ))  # fmt: skip
+    return write_model_card(
+        folder,
+        kind="pretrained",
+        training_data=training_data,
+        name=f"GeoMeld-FM ({preset})",
+        summary=summary,
+        datasets=[dataset],
+        results=results,
+        pipeline_check=pipeline_check,
+        pipeline_check_reason=f"it was pretrained for {steps} steps (fewer than {PIPELINE_CHECK_STEPS}) and no downstream evaluation is recorded.",
+        text_tower="ITC" in objectives,  # a text tower never contrasted is no zero-shot classifier
+        sections=sections,
+        geomeld={"objectives": objectives, "data": data_name, "steps": int(steps), "preset": preset},
+        tags=[f"preset-{preset}"],
+    )

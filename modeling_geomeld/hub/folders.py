@@ -82,6 +82,20 @@ def foreign_files(folder: str | Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix not in RELEASE_SUFFIXES)
 
 
+def save_folder(model: Any, processor: Any, folder: str | Path, *, save_model: bool = True) -> Path:
+    """Weights (safetensors), config with auto_map and code, and the processor (centre crops) into `folder`,
+    with any training-only pickle removed. ``save_model=False`` when the weights are there already
+    (``Trainer.save_model``)."""
+    folder = Path(folder)
+    if processor is None:
+        raise ValueError(f"a complete folder needs the processor the model was trained with, to save into {folder}")
+    if save_model:
+        model.save_pretrained(folder)
+    remove_training_state(folder)
+    save_release_processor(processor, folder)
+    return folder
+
+
 def complete_folder(
     model: Any,
     processor: Any,
@@ -99,13 +113,7 @@ def complete_folder(
         **card: `write_model_card` arguments (``results``, ``pipeline_check``, ``base_model``, ``summary``, ...);
             ``kind`` and ``text_tower`` default to what the model is.
     """
-    folder = Path(folder)
-    if save_model:
-        model.save_pretrained(folder)
-    remove_training_state(folder)
-    if processor is None:
-        raise ValueError(f"complete_folder needs the processor the model was trained with, to save into {folder}")
-    save_release_processor(processor, folder)
+    save_folder(model, processor, folder, save_model=save_model)
     card.setdefault("kind", model_kind(model))
     if card["kind"] == "pretrained":
         card.setdefault("text_tower", bool(getattr(model.config, "use_itc", False)))
@@ -153,5 +161,6 @@ __all__ = [
     "foreign_files",
     "model_kind",
     "remove_training_state",
+    "save_folder",
     "save_release_processor",
 ]
