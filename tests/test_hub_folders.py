@@ -208,3 +208,38 @@ def test_a_lora_adapter_loads_with_auto_peft_model_and_matches_the_merged_model(
     assert foreign_files(folder) == []
     for f in (folder, folder / "merged"):
         _no_local_paths(f, tmp_path)
+
+
+def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -> None:
+    """`geomeld finetune --mode lora --save-adapter DIR` end to end on the GEO-Bench-layout fixture: the merged
+    model is a complete folder with its measured score, the adapter folder says what its base is."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_geobench import make_geobench
+
+    from modeling_geomeld.cli import main
+
+    root = make_geobench(tmp_path / "geobench", size=32)
+    folder = tmp_path / "lora"
+    with pytest.warns(UserWarning, match="far from the checkpoint's statistics"):
+        code = main(
+            ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "lora", "--seeds", "0",
+             "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "out"), "--save-adapter", str(folder)]
+        )  # fmt: skip
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    f1 = result["modes"]["lora"]["per_seed"][0]["micro_f1"]
+    merged = AutoModelForImageClassification.from_pretrained(folder / "merged")
+    assert isinstance(merged, GeoMeldForImageClassification) and merged.config.problem_type == "multi_label_classification"
+    assert isinstance(AutoImageProcessor.from_pretrained(folder / "merged"), GeoMeldImageProcessor)
+    meta, body, _ = _card(folder / "merged")
+    (score,) = meta["model-index"][0]["results"]
+    assert score["metrics"][0] == {"type": "micro_f1", "value": f1, "args": {"seeds": [0]}} and score["dataset"]["split"] == "test"
+    assert meta["pipeline_tag"] == "image-classification" and "random initialisation (no --checkpoint)" in body
+    assert (meta["geomeld"]["pipeline_check"] is True) == (f1 <= result["majority_baseline"]["micro_f1"])
+    adapter_meta, adapter_body, _ = _card(folder)
+    assert adapter_meta["library_name"] == "peft" and "no folder holds" in adapter_body
+    assert foreign_files(folder) == []
+    for f in (folder, folder / "merged"):
+        _no_local_paths(f, tmp_path)

@@ -148,6 +148,12 @@ def complete_adapter_folder(peft_model: Any, folder: str | Path, *, base_model: 
     config = peft_model.get_base_model().config
     labels = {int(k): v for k, v in (config.id2label or {}).items()} if kind != "pretrained" else {}
     card.setdefault("training_data", default_training_data(peft_model.get_base_model()))
+    if not base:  # built from a config: no folder holds the weights the adapter was trained on
+        note = (
+            "The base of this adapter is a random initialisation that no folder holds, so the adapter cannot be "
+            "loaded on its own; use the merged model saved beside it (`merged/`)."
+        )
+        card["sections"] = [("Base model", note), *card.get("sections", ())]
     shown = hub_id_or_none(base) or "path/or/hub-id/of/the/base"
     return write_model_card(folder, kind=kind, base_model=base, adapter={"base_model": shown, "id2label": labels}, **card)
 

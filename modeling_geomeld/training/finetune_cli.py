@@ -7,6 +7,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -100,6 +101,25 @@ def save_adapter_and_merged(
     print(f"saved the LoRA adapter to {folder} and the merged model to {folder / 'merged'}")
 
 
+def lora_card(args: argparse.Namespace, task: Any, res: Mapping[str, Any], baseline: Mapping[str, float], processor: Any) -> dict[str, Any]:
+    """`save_adapter_and_merged` arguments for the last seed's LoRA run: its test score against the majority
+    baseline (a score that does not beat it makes the folder a pipeline check), the task's input sources."""
+    from modeling_geomeld.hub.cards import Score, sources_for
+
+    row = res["per_seed"][-1]
+    value, floor = float(row[task.metric]), float(baseline[task.metric])
+    start = f"the checkpoint `{Path(args.checkpoint).name}`" if args.checkpoint else "a random initialisation (no --checkpoint)"
+    return {
+        "processor": processor,
+        "base_model": args.checkpoint,
+        "training_data": sources_for(task.input_modalities),
+        "results": [Score(task.metric, value, task.name, "test", seeds=(int(row["seed"]),), baseline=floor, baseline_name="majority class")],
+        "pipeline_check": value <= floor,
+        "pipeline_check_reason": f"its test {task.metric} ({value:.4f}) does not beat the majority class ({floor:.4f}).",
+        "summary": f"LoRA (rank {args.lora_rank}) on {task.name} ({task.description}) for {args.steps} steps, seed {row['seed']}, from {start}.",
+    }
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     from dataset_scripts.tasks import majority_baseline
     from modeling_geomeld import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
@@ -142,6 +162,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         "task": task.name, "description": task.description, "majority_baseline": baseline,
         "statistics": {**statistics.record(), "far_from_checkpoint": shifts}, "modes": {},
     }  # fmt: skip
+    last_lora: dict[str, Any] = {}  # the last seed's LoRA model, saved once its score is known
     for mode in modes:
         lr = args.lr or (3e-4 if mode == "full" else 1e-3)
         t0 = time.time()
@@ -149,8 +170,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         if mode == "lora":
             kwargs["lora_rank"] = args.lora_rank
             if args.save_adapter:
-                kwargs["after_train"] = lambda seed, model: save_adapter_and_merged(model, Path(args.save_adapter))
+                kwargs["after_train"] = lambda seed, model: last_lora.update(seed=seed, model=model)
         res = run_seeds(build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=lr, **kwargs)
+        if mode == "lora" and args.save_adapter:
+            save_adapter_and_merged(last_lora["model"], Path(args.save_adapter), **lora_card(args, task, res, baseline, statistics.processor))
         res["seconds"] = round(time.time() - t0, 1)
         results["modes"][mode] = res
     metric = task.metric
