@@ -14,7 +14,13 @@ import pytest
 import torch
 from _tiny import tiny_config
 from huggingface_hub import ModelCard, metadata_load
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoModelForSemanticSegmentation
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+)
 
 from modeling_geomeld import (
     GeoMeldForImageClassification,
@@ -23,7 +29,14 @@ from modeling_geomeld import (
     GeoMeldImageProcessor,
     GeoMeldModel,
 )
-from modeling_geomeld.hub import DataSource, Score, complete_folder, foreign_files, sources_for, write_model_card
+from modeling_geomeld.hub import (
+    DataSource,
+    Score,
+    complete_folder,
+    foreign_files,
+    sources_for,
+    write_model_card,
+)
 from modeling_geomeld.hub.cards import card_licence, hub_id_or_none, public_text
 from modeling_geomeld.modalities import SENTINEL2_BANDS, get_modality
 from modeling_geomeld.training.finetune_cli import save_adapter_and_merged
@@ -74,7 +87,7 @@ def test_a_pretraining_release_is_complete_and_its_card_says_it_is_a_pipeline_ch
     processor = AutoImageProcessor.from_pretrained(folder)
     assert isinstance(processor, GeoMeldImageProcessor) and processor.crop_mode == "center"
 
-    meta, body, text = _card(folder)
+    meta, body, _ = _card(folder)
     assert meta["pipeline_tag"] == "zero-shot-image-classification"  # trained with its text tower (ITC)
     assert meta["library_name"] == "transformers" and "base_model" not in meta and "datasets" not in meta
     assert "model-index" not in meta  # no evaluation was run
@@ -83,7 +96,7 @@ def test_a_pretraining_release_is_complete_and_its_card_says_it_is_a_pipeline_ch
     for name in ("sentinel2", "sentinel1", "dem", "esa_worldcover", "dynamic_world", "canopy_height"):
         mod = get_modality(name)
         assert mod.license in licences and mod.license in body, name  # each source named, no blanket licence
-    assert "apache-2.0" != meta["license"]
+    assert meta["license"] != "apache-2.0"
     assert "pipeline-check" in meta["tags"] and meta["geomeld"]["pipeline_check"] is True
     assert "**Pipeline check, not a model.**" in body and "random weights." in body
     assert "`dataset`" in body and meta["geomeld"]["data"] == "dataset"
@@ -201,7 +214,7 @@ def test_a_lora_adapter_loads_with_auto_peft_model_and_matches_the_merged_model(
     assert "base_model" not in meta  # the base is a local folder here: never a path in the card
     assert "AutoPeftModel.from_pretrained(" in body and "PeftModel.from_pretrained(base," in body
     assert "'tree cover'" in body  # the labels the head needs, in the snippet
-    merged_meta, merged_body, _ = _card(folder / "merged")
+    merged_meta, _, _ = _card(folder / "merged")
     assert merged_meta["library_name"] == "transformers" and merged_meta["pipeline_tag"] == "image-classification"
     assert merged_meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
     assert isinstance(AutoImageProcessor.from_pretrained(folder / "merged"), GeoMeldImageProcessor)

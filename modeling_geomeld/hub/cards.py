@@ -280,7 +280,9 @@ def write_model_card(
         model_name=name,
         eval_results=eval_results or None,
         geomeld=block,
-        **licence,
+        license=licence["license"],
+        license_name=licence.get("license_name"),
+        license_link=licence.get("license_link"),
     )
     parts = [f"# {name}", ""]
     if pipeline_check:

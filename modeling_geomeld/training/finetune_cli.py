@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
