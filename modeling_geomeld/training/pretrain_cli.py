@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from dataset_scripts.errors import UsageError
     from modeling_geomeld.training.checkpoints import RunLayout, find_resumable_checkpoint
     from modeling_geomeld.training.pretraining import pretrain
     from modeling_geomeld.training.statistics import require_dataset
@@ -50,6 +51,11 @@ def run_pretrain(args: argparse.Namespace) -> int:
     require_dataset(args.dataset)  # a missing folder or an offline hub id: one line, before any model is built
     layout = RunLayout.of(args.output_dir, args.release_dir)
     if args.resume:
+        if not layout.checkpoints.is_dir() and any(layout.root.glob("checkpoint-*")):
+            raise UsageError(
+                f"--resume: {layout.root} holds checkpoint-N folders of the earlier layout; move them into "
+                f"{layout.checkpoints}/ (resumable checkpoints now live apart from the release) and run again"
+            )
         find_resumable_checkpoint(layout.checkpoints)  # nothing to resume from is said before training starts
 
     overrides = {"encoder_config": {"image_size": args.image_size}} if args.image_size else None
