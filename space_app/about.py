@@ -3,13 +3,15 @@ pipeline check, and the attribution its data's licences require.
 
 The facts come from the checkpoint folder, never from the app's own assumptions:
 
-* ``README.md``, the model card that ``geomeld pretrain`` writes: its ``model-index`` name, and the sentence
-  "pretrained with OBJECTIVES on `DATA` for N steps".
+* ``README.md``, the model card that ``geomeld pretrain`` writes (``modeling_geomeld.hub.cards``), parsed by
+  ``huggingface_hub.ModelCard``: its name and its ``geomeld`` metadata block (objectives, data, steps, and
+  whether the card itself calls the checkpoint a pipeline check). Cards written before that block existed are
+  read from the sentence "pretrained with OBJECTIVES on `DATA` for N steps".
 * ``evaluation.json``, written by ``geomeld demo`` next to the weights: every metric on held-out spatial
   blocks with its baseline and a ``beats_baseline`` flag, and the corpora trained on with their licences.
 
 A checkpoint is called a *pipeline check* when it has no model card (e.g. random weights saved to test the
-plumbing), when nobody measured its retrieval against chance on held-out data, or when that measurement
+plumbing), when its card says it is one (random or few-step weights), when nobody measured its retrieval against chance on held-out data, or when that measurement
 did not beat chance: its rankings then show that the Space works, not what a model finds.
 """
 
@@ -66,22 +68,35 @@ class ModelInfo:
 
 
 _TRAINED = re.compile(r"pretrained with (?P<objectives>.+?)\s+on\s+`(?P<data>[^`]*)`\s+for\s+(?P<steps>\d+)\s+steps", re.S)
-_NAME = re.compile(r"^- name:\s*(?P<name>.+)$", re.M)
+
+
+def _read_card(root: Path, info: ModelInfo) -> bool | None:
+    """Fill `info` from the card in `root`; returns whether the card calls it a pipeline check (``None``: no card)."""
+    from modeling_geomeld.hub.cards import read_card
+
+    card = read_card(root)
+    if card is None:
+        return None
+    meta, text = card
+    block: Mapping[str, Any] = meta.get("geomeld") or {}
+    index = meta.get("model-index") or [{}]
+    info.name = index[0].get("name") or meta.get("model_name")
+    if block:
+        info.objectives = [str(o) for o in block.get("objectives") or []]
+        info.data = f"`{block['data']}`" if block.get("data") else None
+        info.steps = int(block["steps"]) if block.get("steps") is not None else None
+    elif m := _TRAINED.search(text):  # a card from before the metadata block
+        info.objectives = [o.strip() for o in m["objectives"].replace("\n", " ").split(",") if o.strip()]
+        info.data = f"`{Path(m['data']).name or m['data']}`"
+        info.steps = int(m["steps"])
+    return bool(block.get("pipeline_check")) or "pipeline-check" in (meta.get("tags") or [])
 
 
 def read_model_info(checkpoint: str | Path, inputs: Iterable[str]) -> ModelInfo:
     """Read the model card and the demo's evaluation of ``checkpoint``; missing files make it a pipeline check."""
     root = Path(checkpoint)
     info = ModelInfo(folder=root.name, inputs=list(inputs))
-    card = root / "README.md"
-    if card.is_file():
-        text = card.read_text(encoding="utf-8", errors="replace")
-        if m := _NAME.search(text):
-            info.name = m["name"].strip()
-        if m := _TRAINED.search(text):
-            info.objectives = [o.strip() for o in m["objectives"].replace("\n", " ").split(",") if o.strip()]
-            info.data = f"`{Path(m['data']).name or m['data']}`"
-            info.steps = int(m["steps"])
+    card_says_check = _read_card(root, info)
     evaluation: Mapping[str, Any] = {}
     path = root / EVALUATION_FILE
     if path.is_file():
@@ -96,8 +111,11 @@ def read_model_info(checkpoint: str | Path, inputs: Iterable[str]) -> ModelInfo:
     for name, metric in metrics.items():
         (info.beating if metric.get("beats_baseline") else info.not_beating).append(name)
     retrieval = [name for name in RETRIEVAL_METRICS if name in metrics]
-    if not card.is_file():
+    if card_says_check is None:
         info.reason = "this checkpoint has no model card (README.md): it was not produced by `geomeld pretrain`."
+    elif card_says_check:
+        steps = f" ({info.steps} training steps)" if info.steps is not None else ""
+        info.reason = f"its model card says so{steps}: random or few-step weights."
     elif not retrieval:
         info.reason = f"no {EVALUATION_FILE} with retrieval measured against chance on held-out data sits next to its weights."
     elif not any(metrics[n].get("beats_baseline") for n in retrieval):

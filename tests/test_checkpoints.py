@@ -17,6 +17,7 @@ from dataset_scripts.errors import UsageError
 from modeling_geomeld.training.checkpoints import (
     STAGING_DIR,
     AtomicCheckpointMixin,
+    RunLayout,
     find_resumable_checkpoint,
     verify_checkpoint,
     verify_safetensors,
@@ -114,3 +115,23 @@ def test_verify_safetensors_against_the_official_writer(tmp_path: Path) -> None:
     body = json.dumps(header).encode()
     (tmp_path / "bad.safetensors").write_bytes(len(body).to_bytes(8, "little") + body + raw[8 + n :])
     assert "tensor 'a' spans 60 bytes, its dtype and shape need 72" in str(verify_safetensors(tmp_path / "bad.safetensors"))
+
+
+def test_the_run_layout_keeps_checkpoints_apart_from_the_release(tmp_path: Path) -> None:
+    layout = RunLayout.of(tmp_path / "run")
+    assert layout.checkpoints == tmp_path / "run" / "checkpoints" and layout.release == tmp_path / "run" / "release"
+    assert RunLayout.of(tmp_path / "run", tmp_path / "elsewhere").release == tmp_path / "elsewhere"
+    with pytest.raises(UsageError, match="must not lie inside the checkpoints folder"):
+        RunLayout.of(tmp_path / "run", tmp_path / "run" / "checkpoints" / "release")
+
+
+def test_resume_on_a_run_of_the_earlier_layout_says_where_to_move_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from modeling_geomeld.cli import main
+
+    dataset = tmp_path / "ds" / "data" / "default"
+    dataset.mkdir(parents=True)
+    (dataset / "train-0.parquet").write_bytes(b"")  # only its presence is checked before any training
+    (tmp_path / "old" / "checkpoint-2").mkdir(parents=True)
+    assert main(["pretrain", "--dataset", str(tmp_path / "ds"), "--output-dir", str(tmp_path / "old"), "--resume"]) == 2
+    said = capsys.readouterr().err
+    assert "checkpoint-N folders of the earlier layout; move them into" in said and str(tmp_path / "old" / "checkpoints") in said

@@ -1,4 +1,5 @@
-"""`geomeld pretrain` on a dataset built from the real TerraMesh samples: checkpoint, card, resume."""
+"""`geomeld pretrain` on a dataset built from the real TerraMesh samples: the release folder (weights, code,
+processor, card; no pickles) apart from the resumable checkpoints, and resume."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 import pytest
 import torch
 from _build_helpers import TERRAMIND_IDS, terramind_rows, write_manifest
-from transformers import AutoModel, AutoProcessor, TrainerCallback
+from transformers import AutoImageProcessor, AutoModel, AutoProcessor, TrainerCallback
 
 from dataset_scripts.build import BuildOptions, build
-from modeling_geomeld import GeoMeldModel, GeoMeldProcessor
+from modeling_geomeld import GeoMeldImageProcessor, GeoMeldModel, GeoMeldProcessor
+from modeling_geomeld.hub import foreign_files, read_card
 from modeling_geomeld.training.pretraining import pretrain
 
 SMALL = {"encoder_config": {"image_size": 64}}
@@ -51,14 +53,24 @@ def test_pretrain_writes_a_loadable_release_and_resume_matches(dataset: Path, tm
     parts = full["history"][-1]
     assert {"loss", "mpmae_loss", "jepa_loss", "mpmae/sentinel2", "mpmae/sentinel1", "mpmae/dynamic_world"} <= set(parts)
 
-    out = tmp_path / "full"
-    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
-    card = (out / "README.md").read_text()
-    assert "model-index" in card and "MP-MAE" in card
+    out = full["release"]
+    assert out == tmp_path / "full" / "release"
+    # optimizer, scheduler and RNG state stay with the resumable checkpoints, apart from the release
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (tmp_path / "full" / "checkpoints" / "checkpoint-4" / "optimizer.pt").is_file()
+    assert all(p.is_file() and p.suffix in {".safetensors", ".json", ".md", ".py", ".txt", ".png", ".csv"} for p in out.rglob("*"))
+    assert foreign_files(out) == [] and (out / "model.safetensors").is_file()
+    meta, body = read_card(out) or ({}, "")
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-feature-extraction"  # no ITC here
+    assert meta["geomeld"] == {"kind": "pretrained", "pipeline_check": True, "objectives": ["MP-MAE", "JEPA"], "data": "ds", "steps": 4, "preset": "tiny"}
+    assert meta["license"] == "other" and "datasets" not in meta and "model-index" not in meta  # no evaluation was run
+    assert "**Pipeline check, not a model.**" in body and "pretrained with MP-MAE, JEPA on `ds` for 4 steps" in body
+    assert str(tmp_path) not in (out / "README.md").read_text() and "![training losses by optimiser step](loss.png)" in body
     assert (out / "log.csv").is_file() and (out / "loss.png").is_file()
     model = AutoModel.from_pretrained(out, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
     assert isinstance(model, GeoMeldModel) and isinstance(processor, GeoMeldProcessor)
+    assert isinstance(AutoImageProcessor.from_pretrained(out, trust_remote_code=True), GeoMeldImageProcessor)
 
     killed = _run(dataset, tmp_path / "resumed", callbacks=[StopAt(2)])
     assert killed["global_step"] == 2

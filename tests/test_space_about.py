@@ -1,6 +1,6 @@
 """What the Space says about its checkpoint and data, and the checks it runs before touching the model.
 
-The model card is the one ``geomeld pretrain`` writes (``pretraining.model_card``), not a hand-written copy;
+The model card is the one ``geomeld pretrain`` writes (``hub.cards.write_pretraining_card``), not a hand-written copy;
 the map's coastlines are the Natural Earth polygons shipped in a registry wheel.
 """
 
@@ -18,14 +18,15 @@ from space_app.app import check_lat_lon, input_choices, make_filter
 from space_app.uploads import discard_upload
 
 
-def _card(folder: Path, steps: int = 300) -> Path:
+def _card(folder: Path, steps: int = 300, pipeline_check: bool = False) -> Path:
     from modeling_geomeld import GeoMeldConfig
-    from modeling_geomeld.training.pretraining import model_card
+    from modeling_geomeld.hub.cards import sources_for, write_pretraining_card
 
-    folder.mkdir(parents=True, exist_ok=True)
     config = GeoMeldConfig.from_preset("tiny")
-    text = model_card(config, dataset="/somewhere/outputs/demo/dataset", preset="tiny", history=[{"loss": 1.0}], steps=steps)
-    (folder / "README.md").write_text(text)
+    write_pretraining_card(
+        folder, config, dataset="/somewhere/outputs/demo/dataset", preset="tiny", history=[{"loss": 1.0}], steps=steps,
+        training_data=sources_for(["sentinel2"]), pipeline_check=pipeline_check,
+    )  # fmt: skip
     return folder
 
 
@@ -50,6 +51,26 @@ def test_a_trained_card_without_held_out_retrieval_is_still_a_pipeline_check(tmp
     info = read_model_info(_card(tmp_path / "ckpt"), ["sentinel2"])
     assert info.name == "GeoMeld-FM (tiny)" and info.steps == 300 and info.data == "`dataset`"
     assert "MP-MAE" in info.objectives and info.pipeline_check and "evaluation.json" in info.reason
+
+
+def test_a_card_that_calls_itself_a_pipeline_check_is_one_whatever_the_evaluation(tmp_path: Path) -> None:
+    folder = _card(tmp_path / "few-steps", steps=60, pipeline_check=True)
+    _evaluation(folder, beats=True)
+    info = read_model_info(folder, ["sentinel2"])
+    assert info.pipeline_check and "its model card says so (60 training steps)" in info.reason
+    assert info.name == "GeoMeld-FM (tiny)" and info.steps == 60
+    banner = info.banner_markdown()
+    assert banner.startswith("⚠️ **Pipeline check") and "Beats its baseline on held-out blocks: retrieval_image_to_text_R@5" in banner
+
+
+def test_a_card_from_before_the_metadata_block_is_still_read(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(
+        "---\nlicense: apache-2.0\nmodel-index:\n- name: GeoMeld-FM (tiny)\n  results: []\n---\n\n# GeoMeld-FM (tiny)\n\n"
+        "A multimodal ConvNeXt V2 encoder pretrained with MP-MAE, JEPA\non `/x/dataset` for 12 steps.\n"
+    )
+    info = read_model_info(tmp_path, ["sentinel2"])
+    assert info.name == "GeoMeld-FM (tiny)" and info.objectives == ["MP-MAE", "JEPA"] and info.steps == 12 and info.data == "`dataset`"
+    assert info.pipeline_check and "evaluation.json" in info.reason
 
 
 def test_the_banner_says_what_beats_its_baseline(tmp_path: Path) -> None:

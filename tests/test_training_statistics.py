@@ -16,6 +16,7 @@ from transformers import AutoProcessor
 
 from dataset_scripts.build import BuildOptions, build
 from modeling_geomeld import GeoMeldImageProcessor
+from modeling_geomeld.hub.cards import public_text
 from modeling_geomeld.modalities import SENTINEL2_BANDS
 from modeling_geomeld.training.pretraining import pretrain
 from modeling_geomeld.training.statistics import band_shifts, from_stats_json, statistics_markdown
@@ -55,27 +56,27 @@ def test_pretrain_writes_the_datasets_statistics_into_every_processor_and_the_ca
     assert abs(l1c["B01"][0] - l2a["B01"][0]) > 100  # the two products' statistics are kept apart
     assert "**sentinel2_l1c**" in (dataset / "README.md").read_text()  # the dataset card was refreshed
 
-    for folder in (out / "checkpoint-1", out / "checkpoint-2", out):
+    for folder in (out / "checkpoints" / "checkpoint-1", out / "checkpoints" / "checkpoint-2", out / "release"):
         stats, source = _stats_of(folder)
         assert stats == expected, folder
         assert source is not None and str((dataset / "stats.json").resolve()) in source and "6 train samples" in source
-    released = AutoProcessor.from_pretrained(out, trust_remote_code=True).image_processor
+    released = AutoProcessor.from_pretrained(out / "release", trust_remote_code=True).image_processor
     assert released.crop_mode == "center" and released.stats == expected
     bands, mean, std = released.mean_std("sentinel2_l2a")
     assert bands == list(SENTINEL2_BANDS) and mean[0] == pytest.approx(l2a["B01"][0]) and std[0] == pytest.approx(l2a["B01"][1])
 
-    card = (out / "README.md").read_text()
-    assert "## Normalisation statistics" in card and released.stats_source in card
+    card = (out / "release" / "README.md").read_text()
+    assert "## Normalisation statistics" in card and public_text(released.stats_source) in card  # no local path in a card
     assert f"| B01 | {l2a['B01'][0]:.6g} | {l2a['B01'][1]:.6g} |" in card
     assert card.index("**sentinel2_l1c**") < card.index("**sentinel2_l2a**")
 
     # a crash left a truncated newest checkpoint: --resume takes checkpoint-1 and says why
-    weights = out / "checkpoint-2" / "model.safetensors"
+    weights = out / "checkpoints" / "checkpoint-2" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     capsys.readouterr()
     resumed = pretrain(str(dataset), str(out), max_steps=3, resume=True, **kwargs)  # type: ignore[arg-type]
     said = capsys.readouterr().err
-    assert f"resuming from {out / 'checkpoint-1'}" in said and "checkpoint-2 (model.safetensors: header says" in said
+    assert f"resuming from {out / 'checkpoints' / 'checkpoint-1'}" in said and "checkpoint-2 (model.safetensors: header says" in said
     assert resumed["global_step"] == 3
 
 

@@ -343,8 +343,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[3/6] pretraining a tiny GeoMeld-FM for {args.steps} steps (S2 in; MP-MAE + JEPA + ITC)")
     ckpt = out / "checkpoint"
     overrides = {"encoder_config": {"image_size": 112}}
-    training = pretrain(
-        str(dataset_dir), str(ckpt), preset="tiny", max_steps=args.steps, batch_size=8, learning_rate=2e-3,
+    training = pretrain(  # resumable checkpoints under out/training/checkpoints, the release in ckpt
+        str(dataset_dir), str(out / "training"), release_dir=str(ckpt), preset="tiny", max_steps=args.steps, batch_size=8, learning_rate=2e-3,
         save_steps=max(args.steps, 1), logging_steps=5, seed=args.seed, config_overrides=overrides,
     )  # fmt: skip
     history = [dict(h) for h in training["history"]]

@@ -11,11 +11,13 @@ rename it into place once every rank has written its part, then rotate as the Tr
 :func:`find_resumable_checkpoint` verifies every checkpoint (safetensors headers against file sizes,
 `trainer_state.json` readable, torch pickles' zip directories intact), newest first, and says which one it
 takes and why each newer one was skipped.
+
+:class:`RunLayout` keeps those checkpoints (optimizer, scheduler and RNG pickles) apart from the release folder:
+`OUT/checkpoints/checkpoint-N/` and `OUT/release/` (or a release folder of the caller's choosing).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -31,6 +33,9 @@ from dataset_scripts.errors import UsageError
 
 #: where checkpoints are written before they are complete (not matched by Trainer's `checkpoint-N` pattern)
 STAGING_DIR = ".incomplete"
+#: a run folder's sub-folders: the Trainer's resumable checkpoints, and the release (`RunLayout`)
+CHECKPOINTS_DIR = "checkpoints"
+RELEASE_DIR = "release"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 #: bytes per element of the safetensors dtypes
 _DTYPE_BYTES = {
@@ -160,13 +165,24 @@ def resume_checkpoint(output_dir: str | Path) -> str:
     return str(choice.checkpoint)
 
 
-def save_release_processor(processor: Any, folder: str | Path) -> None:
-    """Save `processor` into `folder` as a release would: centre crops, whatever the training used."""
-    release = copy.deepcopy(processor)
-    image = getattr(release, "image_processor", release)
-    if getattr(image, "crop_mode", None) == "random":
-        image.crop_mode = "center"
-    release.save_pretrained(str(folder))
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a training run writes: resumable `checkpoint-N` folders (weights with optimizer, scheduler and RNG
+    state, which are pickles) under `checkpoints`, and the release (what one uploads: weights, code, processor,
+    card; no pickles) in `release`, never the one inside the other."""
+
+    root: Path
+    checkpoints: Path
+    release: Path
+
+    @classmethod
+    def of(cls, output_dir: str | Path, release_dir: str | Path | None = None) -> RunLayout:
+        root = Path(output_dir)
+        release = Path(release_dir) if release_dir is not None else root / RELEASE_DIR
+        checkpoints = root / CHECKPOINTS_DIR
+        if checkpoints.resolve() == release.resolve() or checkpoints.resolve() in release.resolve().parents:
+            raise UsageError(f"the release folder {release} must not lie inside the checkpoints folder {checkpoints}")
+        return cls(root, checkpoints, release)
 
 
 class AtomicCheckpointMixin:
@@ -199,6 +215,8 @@ class AtomicCheckpointMixin:
         finally:
             self._staging = False
         if trainer.args.should_save and self.release_processor is not None:
+            from modeling_geomeld.hub.folders import save_release_processor
+
             save_release_processor(self.release_processor, staged)
         trainer.accelerator.wait_for_everyone()  # every rank's RNG state is in before the rename
         if trainer.args.should_save:

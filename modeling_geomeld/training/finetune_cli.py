@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,44 @@ def score_fn(task: Any) -> Any:
     return score
 
 
-def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
-    """Write the LoRA adapter (PEFT format, safetensors) to `folder` and the merged model to `folder/merged`."""
-    peft_model.save_pretrained(folder)
+def save_adapter_and_merged(
+    peft_model: Any,
+    folder: Path,
+    *,
+    processor: Any,
+    base_model: str | None = None,
+    training_data: Any = None,
+    **card: Any,
+) -> None:
+    """Write the LoRA adapter to `folder` (PEFT format, safetensors, an `auto_mapping` that `AutoPeftModel`
+    follows, a card with `library_name: peft`) and the merged model to `folder/merged` as a complete Hub folder
+    (weights, code, processor, card). `card`: `write_model_card` arguments (results, pipeline_check, ...)."""
+    from modeling_geomeld.hub.folders import complete_adapter_folder, complete_folder, default_training_data
+
+    sources = list(training_data or default_training_data(peft_model.get_base_model()))
+    complete_adapter_folder(peft_model, folder, base_model=base_model, training_data=sources, **card)
     merged = peft_model.merge_and_unload()
-    merged.save_pretrained(folder / "merged")
+    complete_folder(merged, processor, folder / "merged", training_data=sources, base_model=base_model, **card)
     print(f"saved the LoRA adapter to {folder} and the merged model to {folder / 'merged'}")
+
+
+def lora_card(args: argparse.Namespace, task: Any, res: Mapping[str, Any], baseline: Mapping[str, float], processor: Any) -> dict[str, Any]:
+    """`save_adapter_and_merged` arguments for the last seed's LoRA run: its test score against the majority
+    baseline (a score that does not beat it makes the folder a pipeline check), the task's input sources."""
+    from modeling_geomeld.hub.cards import Score, sources_for
+
+    row = res["per_seed"][-1]
+    value, floor = float(row[task.metric]), float(baseline[task.metric])
+    start = f"the checkpoint `{Path(args.checkpoint).name}`" if args.checkpoint else "a random initialisation (no --checkpoint)"
+    return {
+        "processor": processor,
+        "base_model": args.checkpoint,
+        "training_data": sources_for(task.input_modalities),
+        "results": [Score(task.metric, value, task.name, "test", seeds=(int(row["seed"]),), baseline=floor, baseline_name="majority class")],
+        "pipeline_check": value <= floor,
+        "pipeline_check_reason": f"its test {task.metric} ({value:.4f}) does not beat the majority class ({floor:.4f}).",
+        "summary": f"LoRA (rank {args.lora_rank}) on {task.name} ({task.description}) for {args.steps} steps, seed {row['seed']}, from {start}.",
+    }
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -139,6 +172,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         "task": task.name, "description": task.description, "majority_baseline": baseline,
         "statistics": {**statistics.record(), "far_from_checkpoint": shifts}, "modes": {},
     }  # fmt: skip
+    last_lora: dict[str, Any] = {}  # the last seed's LoRA model, saved once its score is known
     for mode in modes:
         lr = args.lr or (3e-4 if mode == "full" else 1e-3)
         t0 = time.time()
@@ -146,8 +180,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         if mode == "lora":
             kwargs["lora_rank"] = args.lora_rank
             if args.save_adapter:
-                kwargs["after_train"] = lambda seed, model: save_adapter_and_merged(model, Path(args.save_adapter))
+                kwargs["after_train"] = lambda seed, model: last_lora.update(seed=seed, model=model)
         res = run_seeds(build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=lr, **kwargs)
+        if mode == "lora" and args.save_adapter:
+            save_adapter_and_merged(last_lora["model"], Path(args.save_adapter), **lora_card(args, task, res, baseline, statistics.processor))
         res["seconds"] = round(time.time() - t0, 1)
         results["modes"][mode] = res
     metric = task.metric

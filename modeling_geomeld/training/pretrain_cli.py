@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--dataset", required=True, help="dataset folder (made by `geomeld build`) or hub id")
     p.add_argument("--preset", default="tiny", choices=sorted(PRETRAINING_PRESETS), help="model/objective preset (default tiny)")
-    p.add_argument("--output-dir", required=True, help="checkpoints, final model (safetensors + code + processor), card, logs")
+    p.add_argument(
+        "--output-dir", required=True,
+        help="the run: resumable checkpoints (with optimizer state) in DIR/checkpoints/, the release (safetensors, code, "
+        "processor, card, logs) in DIR/release/",
+    )  # fmt: skip
+    p.add_argument("--release-dir", default=None, help="write the release here instead of OUTPUT_DIR/release")
     p.add_argument("--max-steps", type=int, default=100, help="optimiser steps (default 100)")
     p.add_argument("--batch-size", type=int, default=8, help="per-device batch size (default 8)")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default 1)")
@@ -38,13 +43,20 @@ def register(subparsers: Any) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from modeling_geomeld.training.checkpoints import find_resumable_checkpoint
+    from dataset_scripts.errors import UsageError
+    from modeling_geomeld.training.checkpoints import RunLayout, find_resumable_checkpoint
     from modeling_geomeld.training.pretraining import pretrain
     from modeling_geomeld.training.statistics import require_dataset
 
     require_dataset(args.dataset)  # a missing folder or an offline hub id: one line, before any model is built
+    layout = RunLayout.of(args.output_dir, args.release_dir)
     if args.resume:
-        find_resumable_checkpoint(args.output_dir)  # nothing to resume from is said before training starts
+        if not layout.checkpoints.is_dir() and any(layout.root.glob("checkpoint-*")):
+            raise UsageError(
+                f"--resume: {layout.root} holds checkpoint-N folders of the earlier layout; move them into "
+                f"{layout.checkpoints}/ (resumable checkpoints now live apart from the release) and run again"
+            )
+        find_resumable_checkpoint(layout.checkpoints)  # nothing to resume from is said before training starts
 
     overrides = {"encoder_config": {"image_size": args.image_size}} if args.image_size else None
     result = pretrain(
@@ -61,6 +73,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
         resume=args.resume,
         seed=args.seed,
         config_overrides=overrides,
+        release_dir=args.release_dir,
     )
-    print(f"trained {result['global_step']} steps; model, processor, card, log.csv and loss.png in {args.output_dir}")
+    print(
+        f"trained {result['global_step']} steps; release (model, processor, card, log.csv, loss.png) in {result['release']}, "
+        f"resumable checkpoints in {layout.checkpoints}"
+    )
     return 0

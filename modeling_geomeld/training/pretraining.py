@@ -25,7 +25,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from modeling_geomeld.modalities import get_modality, resolve
-from modeling_geomeld.training.checkpoints import AtomicCheckpointMixin, resume_checkpoint
+from modeling_geomeld.training.checkpoints import AtomicCheckpointMixin, RunLayout, resume_checkpoint
 from modeling_geomeld.training.statistics import dataset_statistics, statistics_markdown
 
 
@@ -223,59 +223,6 @@ class RowCollator(PretrainingCollator):
         return super().__call__([row_to_sample(r) for r in samples])
 
 
-def model_card(config: Any, *, dataset: str, preset: str, history: Sequence[Mapping[str, float]], steps: int) -> str:
-    """A model card (README.md) with model-index metadata, data, objectives, measured losses, limitations."""
-    last = {k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, float)}
-    objectives = [name for name, on in (("MP-MAE", config.use_mpmae), ("JEPA", config.use_jepa), ("ITC", config.use_itc)) if on]
-    results = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(last.items()) if "loss" in k or k.startswith("mpmae/"))
-    enc = config.encoder_config
-    return f"""---
-license: apache-2.0
-library_name: transformers
-tags: [remote-sensing, earth-observation, sentinel-2, geomeld, convnextv2]
-datasets: [{dataset}]
-model-index:
-- name: GeoMeld-FM ({preset})
-  results: []
----
-
-# GeoMeld-FM ({preset})
-
-A multimodal ConvNeXt V2 encoder (depths {enc.depths}, dims {enc.dims}) pretrained with {", ".join(objectives)}
-on `{dataset}` for {steps} steps. Inputs: {", ".join(f"{m} ({len(b)} bands)" for m, b in enc.input_modalities.items())};
-masking ratio {enc.mask_ratio}, patch {enc.patch_size} at {enc.image_size} px.
-
-```python
-from transformers import AutoModel, AutoProcessor
-model = AutoModel.from_pretrained("PATH", trust_remote_code=True)
-processor = AutoProcessor.from_pretrained("PATH", trust_remote_code=True)
-```
-
-## Training losses (last logged step)
-
-| part | value |
-|---|---|
-{results}
-
-## Objective
-
-`L = L_MP-MAE + alpha L_JEPA + beta L_ITC` with alpha = {config.jepa_weight:g} and beta = {config.itc_weight:g}. MP-MAE is the
-uncertainty-weighted sum of per-target reconstruction losses (Kendall et al. 2018), each O(1) in normalised
-units, and the JEPA smooth-L1 on layer-normed features is O(1) too, so alpha = 1 weighs it like one more
-target; the InfoNCE loss starts at ln(batch size) and its gradient reaches only the pooled embedding, so
-beta = 0.1 keeps it from dominating the dense objectives.
-
-## Limitations
-
-Losses above are training losses; evaluate downstream (`geomeld finetune`) before relying on the encoder.
-Band order is carried by name: give the processor `band_names` for files in another order.
-
-## Licence
-
-Code Apache-2.0. Weights inherit the terms of the training data (see the dataset card).
-"""
-
-
 def pretrain(
     dataset: str,
     output_dir: str,
@@ -295,11 +242,18 @@ def pretrain(
     config_overrides: Mapping[str, Any] | None = None,
     init_text_from_minilm: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
+    release_dir: str | None = None,
+    pipeline_check: bool | None = None,
 ) -> dict[str, Any]:
     """Pretrain `GeoMeldForPreTraining` on a built dataset (folder or hub id) with the transformers Trainer:
     AdamW (betas 0.9, 0.95; no decay on biases, norms, temperature, log-variances, embeddings, mask tokens) at
     `learning_rate`, or when that is `None` at base_learning_rate x effective batch / 256; warm-up + cosine decay, clipping at 1.0, bf16 where the hardware has it, gradient accumulation,
-    the EMA callback, every loss part logged, CSV log and loss plot; saves weights, code, processor and card."""
+    the EMA callback, every loss part logged, CSV log and loss plot.
+
+    `output_dir` is the run (`RunLayout`): the Trainer's resumable `checkpoint-N` folders (optimizer, scheduler
+    and RNG state) go to `output_dir/checkpoints/`, the release (weights, code, processor, card, log.csv and the
+    loss plot: no pickles) to `release_dir` (default `output_dir/release`).
+    `pipeline_check`: what the card says; `None`: fewer than `hub.cards.PIPELINE_CHECK_STEPS` steps."""
 
     from transformers import TrainingArguments
 
@@ -307,6 +261,8 @@ def pretrain(
     from modeling_geomeld import GeoMeldConfig, GeoMeldForPreTraining, GeoMeldImageProcessor, GeoMeldProcessor
     from modeling_geomeld.text import init_text_tower_from_minilm, load_text_tokenizer
 
+    layout = RunLayout.of(output_dir, release_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)  # every rank: data-parallel launchers write beside it
     statistics = dataset_statistics(dataset)  # before loading: computing them refreshes the dataset card
     train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
@@ -317,7 +273,7 @@ def pretrain(
         init_text_tower_from_minilm(model)
     use_bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     args = TrainingArguments(
-        output_dir=output_dir,
+        output_dir=str(layout.checkpoints),
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps,
@@ -350,20 +306,38 @@ def pretrain(
         callbacks=[EMACallback(), LogitScaleClampCallback(), *callbacks],
         release_processor=processor,
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(output_dir) if resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(layout.checkpoints) if resume else None)
     history = [h for h in trainer.state.log_history if "loss" in h]
     if trainer.is_world_process_zero():
-        out = Path(output_dir)
-        trainer.save_model(output_dir)
-        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the release folder ships safetensors + JSON only
-        processor.image_processor.crop_mode = "center"
-        processor.save_pretrained(output_dir)
-        _write_csv(history, out / "log.csv")
-        if history:
-            plot_losses(history, out / "loss.png")
-        card = model_card(config, dataset=str(dataset), preset=preset, history=history, steps=trainer.state.global_step)
-        (out / "README.md").write_text(card + "\n" + statistics_markdown(processor.image_processor))
-    return {"history": history, "global_step": trainer.state.global_step, "model": model}
+        write_release(trainer, processor, layout.release, dataset=str(dataset), preset=preset, history=history, pipeline_check=pipeline_check)
+    return {"history": history, "global_step": trainer.state.global_step, "model": model, "release": layout.release}
+
+
+def write_release(
+    trainer: Trainer,
+    processor: Any,
+    folder: Path,
+    *,
+    dataset: str,
+    preset: str,
+    history: Sequence[Mapping[str, Any]],
+    pipeline_check: bool | None = None,
+) -> None:
+    """The release folder of a pretraining run: `Trainer.save_model` weights and config (with the code its
+    auto_map names), the processor with centre crops, log.csv, the loss plot and the model card."""
+    from modeling_geomeld.hub.cards import write_pretraining_card
+    from modeling_geomeld.hub.folders import default_training_data, save_folder
+
+    model: Any = trainer.model
+    trainer.save_model(str(folder))  # the Trainer's way: unwraps DDP, gathers sharded weights
+    _write_csv(history, folder / "log.csv")
+    plot = plot_losses(history, folder / "loss.png").name if history else None
+    save_folder(model, processor, folder, save_model=False)
+    write_pretraining_card(
+        folder, model.config, dataset=dataset, preset=preset, history=history, steps=trainer.state.global_step,
+        training_data=default_training_data(model), statistics=statistics_markdown(processor.image_processor),
+        pipeline_check=pipeline_check, loss_plot=plot,
+    )  # fmt: skip
 
 
 def _write_csv(history: Sequence[Mapping[str, Any]], path: Path) -> None:
