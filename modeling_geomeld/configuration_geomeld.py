@@ -314,8 +314,9 @@ class GeoMeldConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        if getattr(self, "custom_pipelines", None):
-            self.custom_pipelines = _without_pipelines_served_here(self.custom_pipelines)
+        custom = self.__dict__.get("custom_pipelines")  # not a field: set from config.json's extra keys
+        if custom:
+            self.custom_pipelines = _without_pipelines_served_here(custom)
         if self.projection_dim < 1:
             raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
         if not 0.0 <= self.ema_momentum_start <= self.ema_momentum_end <= 1.0:

@@ -493,9 +493,8 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         from transformers.dynamic_module_utils import custom_object_save
 
         from .image_processing_geomeld import GeoMeldImageProcessor
-        from .processing_geomeld import GeoMeldProcessor
-
         from .pipeline_geomeld import GeoMeldImageFeatureExtractionPipeline, custom_pipelines
+        from .processing_geomeld import GeoMeldProcessor
 
         self.config.auto_map = {**dict(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
         # the folder's pipelines (`pipeline(task, model=FOLDER, trust_remote_code=True)`), as `Pipeline.save_pretrained`

