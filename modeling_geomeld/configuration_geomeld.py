@@ -316,7 +316,11 @@ class GeoMeldConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         custom = self.__dict__.get("custom_pipelines")  # not a field: set from config.json's extra keys
         if custom:
-            self.custom_pipelines = _without_pipelines_served_here(custom)
+            kept = _without_pipelines_served_here(custom)
+            if kept:
+                self.custom_pipelines = kept
+            else:  # as a config that never had them, so loaded and fresh configs compare equal
+                del self.__dict__["custom_pipelines"]
         if self.projection_dim < 1:
             raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
         if not 0.0 <= self.ema_momentum_start <= self.ema_momentum_end <= 1.0:
