@@ -120,10 +120,11 @@ class _GeoMeldPipeline(Pipeline):
     """Shared input handling: read files or take arrays, run the GeoMeld processor at the input's size, and
     batch the results (dicts of modality tensors, which transformers' default collate cannot stack)."""
 
+    # None: load when the folder has one, else build it (`__init__`) rather than fail
     _load_processor = False  # type: ignore[assignment]
-    _load_image_processor = True  # type: ignore[assignment]
+    _load_image_processor = None
     _load_feature_extractor = False  # type: ignore[assignment]
-    _load_tokenizer = False  # type: ignore[assignment]
+    _load_tokenizer: bool | None = False  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -366,7 +367,7 @@ class GeoMeldZeroShotImageClassificationPipeline(_GeoMeldPipeline):
     `"{}"` when the labels are sentences already), `tokenizer_kwargs`, `band_names`, `modality`.
     """
 
-    _load_tokenizer = True
+    _load_tokenizer = None  # the folder's, else the text tower's own (`__init__`)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

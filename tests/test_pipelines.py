@@ -510,3 +510,30 @@ def test_pipelines_load_from_the_folder_in_a_process_without_the_package(
         np.testing.assert_allclose(
             [d["score"] for d in got[key]], [d["score"] for d in expected[key]], atol=ATOL, rtol=0
         )
+
+
+def test_without_processor_or_tokenizer_the_pipeline_builds_them(
+    models: dict[str, Any], tiles: dict[str, list[Path]]
+) -> None:
+    """No processor given (a bare `save_pretrained` folder, a model object): it is built from the config (said
+    in a warning); the zero-shot tokenizer is the text tower's packaged one."""
+    path = tiles["S2L2A"][0]
+    with pytest.warns(UserWarning, match="no GeoMeld image processor"):
+        extractor = pipeline(
+            "image-feature-extraction",
+            model=models["release"],
+            pipeline_class=GeoMeldImageFeatureExtractionPipeline,
+        )
+    reference = _pipe("image-feature-extraction", models["release"], models["processor"])
+    np.testing.assert_allclose(
+        extractor(path, band_names=S2_NAMES), reference(path, band_names=S2_NAMES), atol=ATOL, rtol=0
+    )
+    zero_shot = pipeline(
+        "zero-shot-image-classification",
+        model=models["release"],
+        image_processor=models["processor"],
+        pipeline_class=GeoMeldZeroShotImageClassificationPipeline,
+    )
+    assert type(zero_shot.tokenizer).__name__.startswith("BertTokenizer")
+    out = zero_shot(path, candidate_labels=["water", "forest"], band_names=S2_NAMES)
+    assert abs(sum(d["score"] for d in out) - 1) < 1e-6
