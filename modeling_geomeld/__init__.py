@@ -41,6 +41,7 @@ from .modeling_geomeld import (
     ema_momentum,
     update_momentum,
 )
+from .pipeline_geomeld import register_pipelines
 from .processing_geomeld import GeoMeldProcessor
 
 __version__ = "0.1.0"
@@ -62,6 +63,8 @@ GeoMeldForImageClassification.register_for_auto_class("AutoModelForImageClassifi
 GeoMeldForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
 GeoMeldImageProcessor.register_for_auto_class("AutoImageProcessor")
 GeoMeldProcessor.register_for_auto_class("AutoProcessor")
+# transformers.pipeline(task, model=...) for GeoMeld models without remote code (other models keep the stock ones)
+register_pipelines()
 
 __all__ = [
     "ENCODER_PRESETS",

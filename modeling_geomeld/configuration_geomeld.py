@@ -6,6 +6,7 @@ the ConvNeXt V2 encoder and the paper's pretraining presets (the ablation rows) 
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar, Literal, TypeVar
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -243,6 +244,17 @@ def _typed(value: object, cls: type[_C]) -> _C:
     return value
 
 
+def _without_pipelines_served_here(custom: dict[str, Any]) -> dict[str, Any]:
+    """`custom_pipelines` (from a saved config.json) less the tasks this process already serves with GeoMeld's own
+    pipelines, which importing the installed package registers: transformers asks for `trust_remote_code` for
+    every task a config lists there, even when the same code is installed. Elsewhere nothing changes."""
+    pipelines = sys.modules.get("transformers.pipelines")
+    if pipelines is None:
+        return custom
+    tasks = pipelines.PIPELINE_REGISTRY.supported_tasks
+    return {t: v for t, v in custom.items() if not getattr(tasks.get(t, {}).get("impl"), "geomeld_task_dispatch", False)}
+
+
 class GeoMeldConfig(PreTrainedConfig):
     r"""GeoMeld-FM: encoder, MP-MAE decoders, JEPA predictor, text tower, and the objective switches.
 
@@ -316,6 +328,13 @@ class GeoMeldConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         used = [*(self.encoder_cfg.input_modalities or {}), *(self.decoder_cfg.target_modalities or {})]
         self.custom_modalities = declarations([*(e["name"] for e in self.custom_modalities or []), *used])
+        custom = self.__dict__.get("custom_pipelines")  # not a field: set from config.json's extra keys
+        if custom:
+            kept = _without_pipelines_served_here(custom)
+            if kept:
+                self.custom_pipelines = kept
+            else:  # as a config that never had them, so loaded and fresh configs compare equal
+                del self.__dict__["custom_pipelines"]
         if self.projection_dim < 1:
             raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
         if not 0.0 <= self.ema_momentum_start <= self.ema_momentum_end <= 1.0:

@@ -493,13 +493,26 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         from transformers.dynamic_module_utils import custom_object_save
 
         from .image_processing_geomeld import GeoMeldImageProcessor
+        from .pipeline_geomeld import GeoMeldImageFeatureExtractionPipeline, custom_pipelines
         from .processing_geomeld import GeoMeldProcessor
 
         self.config.auto_map = {**dict(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        # the folder's pipelines (`pipeline(task, model=FOLDER, trust_remote_code=True)`), as `Pipeline.save_pretrained`
+        # writes them; only into the file: on the live config they would make `pipeline(task, model=self)` ask for
+        # remote code
+        had_pipelines = "custom_pipelines" in self.config.__dict__
+        previous = self.config.__dict__.get("custom_pipelines")
+        self.config.custom_pipelines = custom_pipelines(self)
+        try:
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if had_pipelines:
+                self.config.custom_pipelines = previous
+            else:
+                del self.config.custom_pipelines
         if kwargs.get("is_main_process", True):
-            for processor_class in (GeoMeldImageProcessor, GeoMeldProcessor):
-                custom_object_save(processor_class, save_directory)  # copies the module and its relative imports
+            for shipped in (GeoMeldImageProcessor, GeoMeldProcessor, GeoMeldImageFeatureExtractionPipeline):
+                custom_object_save(shipped, save_directory)  # copies the module and its relative imports
         return result
 
     @classmethod

@@ -22,6 +22,7 @@ MODEL_FILES = {
     "modalities.py",
     "masking.py",
     "text.py",
+    "pipeline_geomeld.py",  # the pipelines ship in checkpoint folders (custom_pipelines)
 }
 APPLICATION = ("dataset_scripts", "space_app")
 
