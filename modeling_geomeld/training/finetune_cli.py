@@ -1,5 +1,6 @@
 """`geomeld finetune`: linear probing, full fine-tuning (layer-wise lr decay) or LoRA on a downstream task,
-over several seeds, reported as mean, standard deviation and interquartile mean, as a table and JSON."""
+over several seeds, reported as mean, standard deviation and interquartile mean, as a table and JSON. Every
+run trains with the stock `transformers.Trainer` (see `training.finetuning.finetune_trainer`)."""
 
 from __future__ import annotations
 
@@ -137,7 +138,10 @@ def run_finetune(args: argparse.Namespace) -> int:
             kwargs["lora_rank"] = args.lora_rank
             if args.save_adapter:
                 kwargs["after_train"] = lambda seed, model: save_adapter_and_merged(model, Path(args.save_adapter))
-        res = run_seeds(build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=lr, **kwargs)
+        res = run_seeds(
+            build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
+            lr=lr, processor=statistics.processor, **kwargs,
+        )  # fmt: skip
         res["seconds"] = round(time.time() - t0, 1)
         results["modes"][mode] = res
     metric = task.metric
