@@ -97,7 +97,9 @@ def _processor(config: Any) -> GeoMeldImageProcessor:
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["single-label", "multi-label"])
-def test_stock_trainer_trains_classification_on_a_datasets_dataset(crops: dict[str, Any], tmp_path: Path, multi: bool) -> None:
+def test_stock_trainer_trains_classification_on_a_datasets_dataset(
+    crops: dict[str, Any], tmp_path: Path, multi: bool
+) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     extra = {"problem_type": "multi_label_classification"} if multi else {}
@@ -107,7 +109,9 @@ def test_stock_trainer_trains_classification_on_a_datasets_dataset(crops: dict[s
     collator = ClassificationCollator.for_model(model, processor)
     assert collator.multi_label is multi
     before = _snapshot(model)
-    trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=ds, eval_dataset=ds, data_collator=collator)
+    trainer = Trainer(
+        model=model, args=_args(tmp_path), train_dataset=ds, eval_dataset=ds, data_collator=collator
+    )
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
@@ -147,13 +151,18 @@ def test_floating_point_ops_on_dict_inputs(crops: dict[str, Any], tmp_path: Path
     from modeling_geomeld.training.pretraining import GeoMeldTrainer
 
     model = GeoMeldForImageClassification(_config(num_labels=3))
-    batch = ClassificationCollator(_processor(model.config))([{"sentinel2": crops["s2"][i], "sentinel1": crops["s1"][i], "label": 1} for i in range(2)])
+    batch = ClassificationCollator(_processor(model.config))(
+        [{"sentinel2": crops["s2"][i], "sentinel1": crops["s1"][i], "label": 1} for i in range(2)]
+    )
     assert isinstance(batch["pixel_values"], PixelValues)
     expected = 6 * (2 * 2 * CROP * CROP) * model.num_parameters(exclude_embeddings=True)
     stock = Trainer(model=model, args=_args(tmp_path)).floating_point_ops(batch)
     assert isinstance(stock, int) and stock == expected > 0
     assert model.floating_point_ops(batch) == expected
-    plain = {**batch, "pixel_values": dict(batch["pixel_values"])}  # a dict built by hand, not by the collator
+    plain = {
+        **batch,
+        "pixel_values": dict(batch["pixel_values"]),
+    }  # a dict built by hand, not by the collator
     assert model.floating_point_ops(plain) == expected
     assert GeoMeldTrainer(model=model, args=_args(tmp_path)).floating_point_ops(plain) == expected
 
@@ -167,12 +176,18 @@ def test_segmentation_from_a_built_geomeld_dataset(terramind_dir: Path, tmp_path
     from dataset_scripts.loading import load_geomeld
 
     rows = [r for t in TILES[:2] for r in terramind_rows(terramind_dir, t)]
-    build(f"manifest:{write_manifest(rows, tmp_path / 'm.csv')}", tmp_path / "ds", BuildOptions(workers=0, progress=False))
+    build(
+        f"manifest:{write_manifest(rows, tmp_path / 'm.csv')}",
+        tmp_path / "ds",
+        BuildOptions(workers=0, progress=False),
+    )
     ds = load_geomeld(tmp_path / "ds", split="train")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     dw = get_modality("dynamic_world")
-    cfg = tiny_config(num_labels=dw.num_classes, encoder_config={"image_size": 128})  # S2, S1 and DEM with slope
+    cfg = tiny_config(
+        num_labels=dw.num_classes, encoder_config={"image_size": 128}
+    )  # S2, S1 and DEM with slope
     model = GeoMeldForSemanticSegmentation(cfg)
     collator = SegmentationCollator.for_model(model, _processor(cfg), label_layer="dynamic_world")
     batch = collator([ds[0]])
@@ -191,11 +206,23 @@ def test_finetune_trainer_hands_the_llrd_groups_to_the_trainer(crops: dict[str, 
     torch.manual_seed(0)
     model = GeoMeldForImageClassification(_config(num_labels=crops["num_classes"]))
     processor = _processor(model.config)
-    batch = ClassificationCollator(processor)([{"sentinel2": crops["s2"][i], "label": int(crops["majority"][i])} for i in range(8)])
+    batch = ClassificationCollator(processor)(
+        [{"sentinel2": crops["s2"][i], "label": int(crops["majority"][i])} for i in range(8)]
+    )
     data = TaskData(dict(batch["pixel_values"]), batch["labels"], batch["valid_mask"])
     model, groups = prepare_model(model, "full", lr=1e-3, layer_decay=0.5)
     expected = sorted(g["lr"] for g in llrd_param_groups(model, 1e-3, 0.5, 0.05))
-    trainer = finetune_trainer(model, groups, data, steps=4, batch_size=4, seed=0, output_dir=tmp_path, warmup_steps=0, processor=processor)
+    trainer = finetune_trainer(
+        model,
+        groups,
+        data,
+        steps=4,
+        batch_size=4,
+        seed=0,
+        output_dir=tmp_path,
+        warmup_steps=0,
+        processor=processor,
+    )
     trainer.train()
     optimizer = trainer.optimizer
     assert sorted(g["initial_lr"] for g in optimizer.param_groups) == pytest.approx(expected)
@@ -242,7 +269,9 @@ def test_absent_modality_is_zeros_with_a_false_mask(crops: dict[str, Any]) -> No
     assert s1.shape == (3, 2, CROP, CROP) and mask.shape == (3, CROP, CROP) and mask.dtype == torch.bool
     assert mask[0].all() and not mask[1:].any() and torch.equal(s1[1:], torch.zeros(2, 2, CROP, CROP))
     alone = processor({"sentinel1": crops["s1"][0]}, band_names={"sentinel1": ["VV", "VH"]})
-    assert torch.equal(s1[0], alone["pixel_values"]["sentinel1"][0])  # the processor's normalisation, unchanged
+    assert torch.equal(
+        s1[0], alone["pixel_values"]["sentinel1"][0]
+    )  # the processor's normalisation, unchanged
     assert torch.equal(batch["labels"], torch.tensor([2, 0, 1]))
     out = GeoMeldForImageClassification(_config(num_labels=4)).eval()(**batch)
     assert torch.isfinite(out.logits).all()
@@ -253,17 +282,29 @@ def test_band_names_are_read_by_name(crops: dict[str, Any]) -> None:
     processor = _processor(_config())
     order = np.arange(12)[::-1]
     reversed_bands = [S2L2A_BANDS[i] for i in order]
-    a = GeoMeldDataCollator(processor)([{"sentinel2": crops["s2"][0], "sentinel2_bands": ",".join(S2L2A_BANDS)}])
-    b = GeoMeldDataCollator(processor, band_names={"sentinel2": reversed_bands})([{"sentinel2": crops["s2"][0][order]}])
+    a = GeoMeldDataCollator(processor)(
+        [{"sentinel2": crops["s2"][0], "sentinel2_bands": ",".join(S2L2A_BANDS)}]
+    )
+    b = GeoMeldDataCollator(processor, band_names={"sentinel2": reversed_bands})(
+        [{"sentinel2": crops["s2"][0][order]}]
+    )
     assert torch.equal(a["pixel_values"]["sentinel2"], b["pixel_values"]["sentinel2"]) and "labels" not in a
 
 
 def test_wrong_band_name_and_missing_modality_say_what_was_expected(crops: dict[str, Any]) -> None:
     processor = _processor(_config())
     bands = ["B8" if b == "B08" else b for b in S2L2A_BANDS]
-    with pytest.raises(ValueError, match=r"row 0 \(crop-0\): sentinel2 input lacks bands \['B08'\]; expected \['B01'.*received \['B01'.*'B8'"):
-        ClassificationCollator(processor)([{"sample_name": "crop-0", "sentinel2": crops["s2"][0], "sentinel2_bands": bands, "label": 0}])
-    with pytest.raises(ValueError, match=r"expected at least one of the model's input modalities \['sentinel2', 'sentinel1'\], found keys \['label'\].*remove_unused_columns=False"):
+    with pytest.raises(
+        ValueError,
+        match=r"row 0 \(crop-0\): sentinel2 input lacks bands \['B08'\]; expected \['B01'.*received \['B01'.*'B8'",
+    ):
+        ClassificationCollator(processor)(
+            [{"sample_name": "crop-0", "sentinel2": crops["s2"][0], "sentinel2_bands": bands, "label": 0}]
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"expected at least one of the model's input modalities \['sentinel2', 'sentinel1'\], found keys \['label'\].*remove_unused_columns=False",
+    ):
         ClassificationCollator(processor)([{"label": 0}])
 
 
@@ -278,15 +319,25 @@ def test_wrong_label_types_say_what_was_expected(crops: dict[str, Any]) -> None:
         ClassificationCollator(processor, num_labels=4)([{**row, "label": [0, 1, 1, 0]}])
     with pytest.raises(ValueError, match=r"expected a multi-hot vector of 4 0/1 values .*found shape \(3,\)"):
         ClassificationCollator(processor, num_labels=4, multi_label=True)([{**row, "label": [0, 1, 1]}])
-    with pytest.raises(ValueError, match=r"label 'forest' is not a known class name; expected one of \['crops', 'water'\]"):
+    with pytest.raises(
+        ValueError, match=r"label 'forest' is not a known class name; expected one of \['crops', 'water'\]"
+    ):
         ClassificationCollator(processor, label2id={"water": 0, "crops": 1})([{**row, "label": "forest"}])
-    named = ClassificationCollator(processor, num_labels=2, multi_label=True, label2id={"water": 0, "crops": 1})
+    named = ClassificationCollator(
+        processor, num_labels=2, multi_label=True, label2id={"water": 0, "crops": 1}
+    )
     assert named([{**row, "label": ["crops"]}])["labels"].tolist() == [[0.0, 1.0]]
-    with pytest.raises(ValueError, match=r"expected integer class indices \(H, W\) as the label, found dtype float32"):
+    with pytest.raises(
+        ValueError, match=r"expected integer class indices \(H, W\) as the label, found dtype float32"
+    ):
         SegmentationCollator(processor)([{**row, "label": crops["seg"][0].astype(np.float32)}])
-    with pytest.raises(ValueError, match=r"expected a label of the processed grid 32x32, found shape \(16, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"expected a label of the processed grid 32x32, found shape \(16, 16\)"
+    ):
         SegmentationCollator(processor)([{**row, "label": crops["seg"][0][:16, :16]}])
-    with pytest.raises(ValueError, match=r"expected class indices 0\.\.1 \(negative or -1 = unknown\), found \d"):
+    with pytest.raises(
+        ValueError, match=r"expected class indices 0\.\.1 \(negative or -1 = unknown\), found \d"
+    ):
         SegmentationCollator(processor, num_labels=2)([{**row, "label": np.full((CROP, CROP), 5)}])
 
 
@@ -295,7 +346,9 @@ def test_task_data_rows_collate_like_default_collate(crops: dict[str, Any]) -> N
     them alike, with no processor involved."""
     from torch.utils.data import default_collate
 
-    batch = ClassificationCollator(_processor(_config()))([{"sentinel2": crops["s2"][i], "label": int(crops["majority"][i])} for i in range(3)])
+    batch = ClassificationCollator(_processor(_config()))(
+        [{"sentinel2": crops["s2"][i], "label": int(crops["majority"][i])} for i in range(3)]
+    )
     data = TaskData(dict(batch["pixel_values"]), batch["labels"], batch["valid_mask"])
     rows = [data[i] for i in range(3)]
     ours, torch_batch = ClassificationCollator(None)(rows), default_collate(rows)

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-class PixelValues(dict):  # type: ignore[type-arg]
+class PixelValues(dict[str, torch.Tensor]):
     """`{modality: (B, C, H, W)}` whose `numel()` is its pixel count.
 
     transformers' `Trainer.floating_point_ops` (5.x) reads `inputs[model.main_input_name].numel()` directly,
@@ -119,7 +119,11 @@ class GeoMeldDataCollator:
     """
 
     def __init__(
-        self, processor: Any, *, band_names: Mapping[str, Sequence[str]] | None = None, label_column: str = "label"
+        self,
+        processor: Any,
+        *,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        label_column: str = "label",
     ):
         self.processor = processor
         self.image_processor = getattr(processor, "image_processor", processor)
@@ -238,7 +242,9 @@ class ClassificationCollator(GeoMeldDataCollator):
     def for_model(cls, model: Any, processor: Any, **kwargs: Any) -> ClassificationCollator:
         """The collator matching a classification model's config (num_labels, label2id, problem type)."""
         config = model.config
-        named = {str(k): int(v) for k, v in (config.label2id or {}).items() if not str(k).startswith("LABEL_")}
+        named = {
+            str(k): int(v) for k, v in (config.label2id or {}).items() if not str(k).startswith("LABEL_")
+        }
         kwargs.setdefault("num_labels", config.num_labels)
         kwargs.setdefault("multi_label", config.problem_type == "multi_label_classification")
         kwargs.setdefault("label2id", named or None)
@@ -252,19 +258,31 @@ class ClassificationCollator(GeoMeldDataCollator):
             return hot
         array = _numpy(value)
         if array.shape != (k,) or array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
-            found = f"shape {array.shape}, dtype {array.dtype}" + (f", values {np.unique(array)[:8].tolist()}" if array.size else "")
-            raise ValueError(f"{where}: expected a multi-hot vector of {k} 0/1 values (or a list of class names), found {found}")
+            found = f"shape {array.shape}, dtype {array.dtype}" + (
+                f", values {np.unique(array)[:8].tolist()}" if array.size else ""
+            )
+            raise ValueError(
+                f"{where}: expected a multi-hot vector of {k} 0/1 values (or a list of class names), found {found}"
+            )
         return array.astype(np.float32)
 
     def labels(self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int]) -> torch.Tensor | None:
         values = [self._label(r) for r in rows]
         if all(v is None for v in values):
             return None
-        if any(v is None for v in values):
-            raise ValueError(f"rows {[i for i, v in enumerate(values) if v is None]} have no {self.label_column!r}; expected a label on every row or none")
+        missing = [i for i, v in enumerate(values) if v is None]
+        if missing:
+            raise ValueError(
+                f"rows {missing} have no {self.label_column!r}; expected a label on every row or none"
+            )
+        where = [_where(r, i) for i, r in enumerate(rows)]
         if self.multi_label:
-            return torch.from_numpy(np.stack([self._multi_hot(v, _where(r, i)) for i, (r, v) in enumerate(zip(rows, values, strict=True))]))
-        indices = [_class_index(v, _where(r, i), self.num_labels, self.label2id) for i, (r, v) in enumerate(zip(rows, values, strict=True))]
+            return torch.from_numpy(
+                np.stack([self._multi_hot(v, w) for v, w in zip(values, where, strict=True)])
+            )
+        indices = [
+            _class_index(v, w, self.num_labels, self.label2id) for v, w in zip(values, where, strict=True)
+        ]
         return torch.tensor(indices, dtype=torch.long)
 
 
@@ -288,7 +306,9 @@ class SegmentationCollator(GeoMeldDataCollator):
     ):
         super().__init__(processor, band_names=band_names, label_column=label_column)
         if label_layer is not None and not get_modality(label_layer).is_categorical:
-            raise ValueError(f"label_layer must be a categorical layer, {label_layer!r} is {get_modality(label_layer).kind}")
+            raise ValueError(
+                f"label_layer must be a categorical layer, {label_layer!r} is {get_modality(label_layer).kind}"
+            )
         self.num_labels = num_labels
         self.ignore_index = ignore_index
         self.label_layer = label_layer
@@ -310,14 +330,18 @@ class SegmentationCollator(GeoMeldDataCollator):
         images, _ = row_images(row)
         layer = next((a for k, a in images.items() if resolve(k)[0].name == self.label_layer), None)
         if layer is None:
-            raise ValueError(f"{where}: expected the label layer {self.label_layer!r}, found layers {sorted(images)}")
+            raise ValueError(
+                f"{where}: expected the label layer {self.label_layer!r}, found layers {sorted(images)}"
+            )
         return get_modality(self.label_layer).codes_to_indices(np.asarray(layer)[0])
 
     def _check(self, label: np.ndarray, where: str, grid: tuple[int, int]) -> np.ndarray:
         if label.ndim == 3 and label.shape[0] == 1:
             label = label[0]
         if label.dtype.kind not in "iu":
-            raise ValueError(f"{where}: expected integer class indices (H, W) as the label, found dtype {label.dtype}")
+            raise ValueError(
+                f"{where}: expected integer class indices (H, W) as the label, found dtype {label.dtype}"
+            )
         if label.shape != grid:
             raise ValueError(
                 f"{where}: expected a label of the processed grid {grid[0]}x{grid[1]}, found shape {label.shape}; "
@@ -334,9 +358,13 @@ class SegmentationCollator(GeoMeldDataCollator):
         return out
 
     def labels(self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int]) -> torch.Tensor | None:
-        found = [self._row_label(r, _where(r, i)) for i, r in enumerate(rows)]
+        where = [_where(r, i) for i, r in enumerate(rows)]
+        found = [self._row_label(r, w) for r, w in zip(rows, where, strict=True)]
         if all(v is None for v in found):
             return None
-        if any(v is None for v in found):
-            raise ValueError(f"rows {[i for i, v in enumerate(found) if v is None]} have no label; expected one on every row or none")
-        return torch.from_numpy(np.stack([self._check(v, _where(r, i), grid) for i, (r, v) in enumerate(zip(rows, found, strict=True)) if v is not None]))
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            raise ValueError(f"rows {missing} have no label; expected one on every row or none")
+        return torch.from_numpy(
+            np.stack([self._check(v, w, grid) for v, w in zip(found, where, strict=True) if v is not None])
+        )
