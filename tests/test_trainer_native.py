@@ -132,7 +132,7 @@ def test_stock_trainer_trains_segmentation_and_its_loss_falls(crops: dict[str, A
     ds = _dataset(crops, "seg").select(range(4))  # one batch, seen every step: its loss must fall
     before = _snapshot(model)
     trainer = Trainer(
-        model=model, args=_args(tmp_path, steps=6, learning_rate=1e-2), train_dataset=ds, eval_dataset=ds,
+        model=model, args=_args(tmp_path, steps=4, learning_rate=1e-2), train_dataset=ds, eval_dataset=ds,
         data_collator=SegmentationCollator.for_model(model, _processor(model.config)),
     )  # fmt: skip
     trainer.train()
@@ -198,6 +198,38 @@ def test_segmentation_from_a_built_geomeld_dataset(terramind_dir: Path, tmp_path
     trainer = Trainer(model=model, args=_args(tmp_path / "out", steps=1, per_device_train_batch_size=1), train_dataset=ds, data_collator=collator)  # fmt: skip
     trainer.train()
     assert math.isfinite(trainer.state.log_history[0]["loss"]) and _changed(before, model)
+
+
+@pytest.mark.parametrize("task", ["m-bigearthnet", "m-cashew-plant"])
+def test_stock_trainer_on_a_geobench_task_dataset(tmp_path: Path, task: str) -> None:
+    """`GeoBenchTask.dataset` rows (plain lists, as datasets returns them unformatted) with the task's band
+    names: multi-label BigEarthNet and cashew-plant segmentation, whose B10 the 12-band model drops by name."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_geobench import make_geobench
+
+    from dataset_scripts.geobench import GeoBenchTask
+
+    gb = GeoBenchTask.open(task, make_geobench(tmp_path / "geobench", size=CROP))
+    ds = gb.dataset("train", cache_dir=str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    n = gb.preset.num_classes
+    if gb.preset.label_kind == "segmentation":
+        model: Any = GeoMeldForSemanticSegmentation(_config(num_labels=n))
+        collator: Any = SegmentationCollator.for_model(model, _processor(model.config), band_names=gb.bands)
+    else:
+        model = GeoMeldForImageClassification(
+            _config(num_labels=n, problem_type="multi_label_classification")
+        )
+        collator = ClassificationCollator.for_model(model, _processor(model.config), band_names=gb.bands)
+    trainer = Trainer(
+        model=model, args=_args(tmp_path / "out", steps=1), train_dataset=ds, data_collator=collator
+    )
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[0]["loss"])
+    labels = collator([ds[0], ds[1]])["labels"]
+    assert labels.dtype == (torch.long if gb.preset.label_kind == "segmentation" else torch.float32)
 
 
 def test_finetune_trainer_hands_the_llrd_groups_to_the_trainer(crops: dict[str, Any], tmp_path: Path) -> None:
