@@ -175,6 +175,7 @@ def test_finetune_command_on_a_geobench_fixture(tmp_path: Path) -> None:
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     assert result["statistics"]["choice"] == "checkpoint" and result["statistics"]["stats"] == {}
+    assert result["trainer"].startswith("transformers.Trainer ")  # the stock Trainer ran every seed
     assert "registry defaults" in result["statistics"]["source"]
     assert {s["band"] for s in result["statistics"]["far_from_checkpoint"]} >= {"B01", "B02"}
     summary = result["modes"]["linear"]["summary"]["micro_f1"]

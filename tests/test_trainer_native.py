@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from _tiny import tiny_config
-from transformers import Trainer, TrainingArguments
+from transformers import AutoImageProcessor, Trainer, TrainingArguments
 
 from dataset_scripts.terramind import S2L2A_BANDS, read_all, split_into_crops
 from modeling_geomeld import (
@@ -265,7 +265,7 @@ def test_finetune_trainer_hands_the_llrd_groups_to_the_trainer(crops: dict[str, 
     assert lr_of[id(model.classifier.weight)] == pytest.approx(1e-3)
     assert lr_of[id(model.geomeld.encoder.stems["sentinel2"].conv.weight)] == pytest.approx(1e-3 * 0.5**6)
     trainer.save_model(str(tmp_path / "saved"))
-    reloaded = GeoMeldImageProcessor.from_pretrained(tmp_path / "saved")
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path / "saved", trust_remote_code=True)
     assert reloaded.input_modalities == processor.input_modalities
     assert not list(tmp_path.glob("checkpoint-*"))  # no checkpoints unless asked
 

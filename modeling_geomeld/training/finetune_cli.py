@@ -89,6 +89,8 @@ def save_adapter_and_merged(peft_model: Any, folder: Path) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    import transformers
+
     from dataset_scripts.tasks import majority_baseline
     from modeling_geomeld import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
     from modeling_geomeld.training.finetune_setup import (
@@ -128,7 +130,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     modes: list[Mode] = ["linear", "full", "lora"] if args.mode == "all" else [args.mode]
     results: dict[str, Any] = {
         "task": task.name, "description": task.description, "majority_baseline": baseline,
-        "statistics": {**statistics.record(), "far_from_checkpoint": shifts}, "modes": {},
+        "statistics": {**statistics.record(), "far_from_checkpoint": shifts},
+        "trainer": f"transformers.Trainer {transformers.__version__}", "modes": {},
     }  # fmt: skip
     for mode in modes:
         lr = args.lr or (3e-4 if mode == "full" else 1e-3)
