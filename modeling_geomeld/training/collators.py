@@ -212,7 +212,8 @@ def _class_index(value: Any, where: str, num_labels: int | None, label2id: Mappi
         raise ValueError(f"{where}: expected an integer class index, found {array.dtype} {array.item()!r}")
     index = int(array)
     if index < 0 or (num_labels is not None and index >= num_labels):
-        raise ValueError(f"{where}: expected a class index in 0..{(num_labels or 0) - 1}, found {index}")
+        span = f"in 0..{num_labels - 1}" if num_labels is not None else ">= 0"
+        raise ValueError(f"{where}: expected a class index {span}, found {index}")
     return index
 
 
