@@ -558,6 +558,26 @@ class GeoMeldPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GeoMeldModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init)
 
+    # `PreTrainedModel.estimate_tokens` / `floating_point_ops` call `.numel()` on the main input, which here
+    # is a dict {modality: tensor}; these count its pixels instead (the Trainer's FLOP bookkeeping uses them).
+    def estimate_tokens(self, input_dict: dict[str, Any]) -> int:
+        """Pixels of every input modality in the batch (B x H x W each): the "tokens" of the 6 N P estimate."""
+        return input_pixel_count(input_dict.get(self.main_input_name))
+
+    def floating_point_ops(self, input_dict: dict[str, Any], exclude_embeddings: bool = True) -> int:
+        """transformers' forward + backward estimate, 6 x tokens x parameters, with pixels as tokens."""
+        return 6 * self.estimate_tokens(input_dict) * self.num_parameters(exclude_embeddings=exclude_embeddings)
+
+
+def input_pixel_count(pixel_values: Any) -> int:
+    """B x H x W summed over the modalities of `pixel_values` ({modality: (B, C, H, W)}, or one tensor); 0 for
+    anything else."""
+    if isinstance(pixel_values, torch.Tensor):
+        return int(pixel_values[:, 0].numel()) if pixel_values.ndim == 4 else int(pixel_values.numel())
+    if isinstance(pixel_values, dict):
+        return sum(input_pixel_count(v) for v in pixel_values.values())
+    return 0
+
 
 #: the `auto_map` every saved checkpoint carries: Auto class -> `module.Class` of the code shipped with it
 AUTO_MAP: dict[str, str] = {

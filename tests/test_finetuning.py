@@ -87,6 +87,21 @@ def test_linear_probe_trains_only_the_head() -> None:
     assert all(not p.requires_grad for p in model.geomeld.parameters())
 
 
+def test_train_is_the_stock_trainer_seeded_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train` runs `transformers.Trainer`: the same seed gives the same losses on CPU, another seed other
+    batches; no output folder, checkpoint or log is left behind (in the working directory either)."""
+    monkeypatch.chdir(tmp_path)
+    runs = {}
+    for key, seed in (("a", 0), ("b", 0), ("c", 1)):
+        torch.manual_seed(0)  # the same initial weights: only the run's seed differs
+        model, groups = prepare_model(GeoMeldForImageClassification(tiny_config(num_labels=2)), "linear", lr=1e-2)
+        data = _task(8)
+        data.labels = data.labels[:, 0, 0]  # one class per sample
+        runs[key] = train(model, groups, data, steps=3, batch_size=4, seed=seed)
+    assert len(runs["a"]) == 3 and runs["a"] == runs["b"] and runs["a"] != runs["c"]
+    assert not list(tmp_path.iterdir())
+
+
 def test_layer_wise_lr_decay() -> None:
     cfg = tiny_config(num_labels=2)
     depths = cfg.encoder_config.depths  # [1, 2, 1, 1]
@@ -160,6 +175,7 @@ def test_finetune_command_on_a_geobench_fixture(tmp_path: Path) -> None:
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     assert result["statistics"]["choice"] == "checkpoint" and result["statistics"]["stats"] == {}
+    assert result["trainer"].startswith("transformers.Trainer ")  # the stock Trainer ran every seed
     assert "registry defaults" in result["statistics"]["source"]
     assert {s["band"] for s in result["statistics"]["far_from_checkpoint"]} >= {"B01", "B02"}
     summary = result["modes"]["linear"]["summary"]["micro_f1"]

@@ -1,5 +1,6 @@
 """`geomeld finetune`: linear probing, full fine-tuning (layer-wise lr decay) or LoRA on a downstream task,
-over several seeds, reported as mean, standard deviation and interquartile mean, as a table and JSON."""
+over several seeds, reported as mean, standard deviation and interquartile mean, as a table and JSON. Every
+run trains with the stock `transformers.Trainer` (see `training.finetuning.finetune_trainer`)."""
 
 from __future__ import annotations
 
@@ -131,6 +132,8 @@ def lora_card(args: argparse.Namespace, task: Any, res: Mapping[str, Any], basel
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    import transformers
+
     from dataset_scripts.tasks import majority_baseline
     from modeling_geomeld import GeoMeldConfig, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation
     from modeling_geomeld.training.finetune_setup import (
@@ -170,7 +173,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     modes: list[Mode] = ["linear", "full", "lora"] if args.mode == "all" else [args.mode]
     results: dict[str, Any] = {
         "task": task.name, "description": task.description, "majority_baseline": baseline,
-        "statistics": {**statistics.record(), "far_from_checkpoint": shifts}, "modes": {},
+        "statistics": {**statistics.record(), "far_from_checkpoint": shifts},
+        "trainer": f"transformers.Trainer {transformers.__version__}", "modes": {},
     }  # fmt: skip
     last_lora: dict[str, Any] = {}  # the last seed's LoRA model, saved once its score is known
     for mode in modes:
@@ -181,7 +185,10 @@ def run_finetune(args: argparse.Namespace) -> int:
             kwargs["lora_rank"] = args.lora_rank
             if args.save_adapter:
                 kwargs["after_train"] = lambda seed, model: last_lora.update(seed=seed, model=model)
-        res = run_seeds(build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, lr=lr, **kwargs)
+        res = run_seeds(
+            build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
+            lr=lr, processor=statistics.processor, **kwargs,
+        )  # fmt: skip
         if mode == "lora" and args.save_adapter:
             save_adapter_and_merged(last_lora["model"], Path(args.save_adapter), **lora_card(args, task, res, baseline, statistics.processor))
         res["seconds"] = round(time.time() - t0, 1)

@@ -3,24 +3,31 @@ decay, and PEFT LoRA on the encoder's linear layers (head trained in full); mult
 standard deviation and interquartile mean.
 
 Task data is held in memory as a `TaskData` of already processed tensors (GEO-Bench tasks and the tests'
-tasks are small); the training loop samples minibatches with a seeded generator.
+tasks are small), a map-style dataset whose rows the `training.collators` stack. Training, evaluation and
+prediction run the stock `transformers.Trainer` (`finetune_trainer`): the layer-wise decayed AdamW groups and
+the warm-up + cosine schedule are handed to it as `optimizers=`, and it seeds sampling and dropout from the
+run's seed (`run_seeds` seeds the head's and LoRA's initialisation before it).
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import PrinterCallback, Trainer, TrainingArguments, get_cosine_schedule_with_warmup
 
 if TYPE_CHECKING:
     from modeling_geomeld.configuration_geomeld import GeoMeldConfig
+
+    from .collators import GeoMeldDataCollator
 
 Mode = Literal["linear", "full", "lora"]
 MODES: tuple[str, ...] = ("linear", "full", "lora")
@@ -40,12 +47,12 @@ class TaskData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def batch(self, index: torch.Tensor) -> dict[str, Any]:
-        return {
-            "pixel_values": {k: v[index] for k, v in self.pixel_values.items()},
-            "valid_mask": {k: v[index] for k, v in self.valid_mask.items()} or None,
-            "labels": self.labels[index],
-        }
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One processed row: `pixel_values` {modality: (C, H, W)}, `valid_mask` {modality: (H, W)}, `labels`."""
+        row: dict[str, Any] = {"pixel_values": {k: v[index] for k, v in self.pixel_values.items()}, "labels": self.labels[index]}
+        if self.valid_mask:
+            row["valid_mask"] = {k: v[index] for k, v in self.valid_mask.items()}
+        return row
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -137,7 +144,109 @@ def trainable_share(model: nn.Module) -> tuple[int, int, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# training and evaluation
+# training and evaluation with the stock transformers Trainer
+
+
+def data_collator(data: TaskData, processor: Any = None) -> GeoMeldDataCollator:
+    """The collator for `data`'s rows, by its labels: (N, H, W) segmentation, (N, K) multi-hot, (N,) classes.
+    `TaskData` rows are processed already, so `processor` is only carried along."""
+    from .collators import ClassificationCollator, SegmentationCollator
+
+    if data.labels.ndim == 3:
+        return SegmentationCollator(processor)
+    if data.labels.ndim == 2:
+        return ClassificationCollator(processor, num_labels=int(data.labels.shape[1]), multi_label=True)
+    return ClassificationCollator(processor)
+
+
+def training_arguments(
+    output_dir: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float = 1e-3,
+    max_grad_norm: float = 1.0,
+    progress: bool = False,
+    **overrides: Any,
+) -> TrainingArguments:
+    """`TrainingArguments` of a fine-tuning run: `steps` optimiser steps, a loss logged every step (NaN and
+    inf kept, not averaged away), seeded sampling, no checkpoints, no reporting, the CPU where there is no GPU.
+    `overrides` go to `TrainingArguments` as they are (`save_strategy="steps"` to write checkpoints, say)."""
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "max_steps": steps,
+        "per_device_train_batch_size": batch_size,
+        "per_device_eval_batch_size": batch_size,
+        "learning_rate": lr,  # the optimizer's groups carry their own rates; this is what a fresh optimizer gets
+        "max_grad_norm": max_grad_norm,
+        "logging_steps": 1,
+        "logging_nan_inf_filter": False,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_drop_last": True,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,  # the collator reads modality columns the forward signature does not name
+        "label_names": ["labels"],  # a PeftModel's forward(*args, **kwargs) hides them from the Trainer
+        "disable_tqdm": not progress,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def finetune_trainer(
+    model: nn.Module,
+    groups: list[dict[str, Any]],
+    data: TaskData,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    output_dir: str | Path,
+    warmup_steps: int = 10,
+    max_grad_norm: float = 1.0,
+    progress: bool = False,
+    processor: Any = None,
+    eval_data: TaskData | None = None,
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+    **overrides: Any,
+) -> Trainer:
+    """A stock `transformers.Trainer` for `model` on `data`, with AdamW over `groups` (the layer-wise decayed
+    groups of `prepare_model`, each with its own lr) and warm-up + cosine decay, passed as `optimizers=`.
+    `processor` becomes the Trainer's `processing_class`, so `trainer.save_model(DIR)` folders carry it."""
+    batch = min(batch_size, len(data))
+    optimizer = torch.optim.AdamW(groups)
+    schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 4), steps)
+    args = training_arguments(
+        output_dir, steps=steps, batch_size=batch, seed=seed, lr=max(g["lr"] for g in groups),
+        max_grad_norm=max_grad_norm, progress=progress, **overrides,
+    )  # fmt: skip
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=eval_data,
+        data_collator=data_collator(data, processor),
+        processing_class=processor,
+        optimizers=(optimizer, schedule),
+        compute_metrics=compute_metrics,
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # it prints every step's log dict when there is no bar
+    return trainer
+
+
+@contextmanager
+def _scratch(output_dir: str | Path | None) -> Iterator[str]:
+    """`output_dir`, or a temporary folder removed afterwards (the Trainer creates its output folder)."""
+    if output_dir is not None:
+        yield str(output_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="geomeld-finetune-") as tmp:
+        yield tmp
 
 
 def train(
@@ -151,38 +260,29 @@ def train(
     warmup_steps: int = 10,
     max_grad_norm: float = 1.0,
     progress: bool = False,
+    processor: Any = None,
+    output_dir: str | Path | None = None,
 ) -> list[float]:
-    """AdamW with warm-up and cosine decay on random minibatches; returns the loss of every step."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(groups)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 4), steps)
-    params = [p for g in groups for p in g["params"]]
-    model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="fine-tuning", disable=not progress):
-        index = torch.randint(0, len(data), (min(batch_size, len(data)),), generator=generator)
-        out = model(**data.batch(index))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(out.loss.detach()))
-    return losses
+    """Train with the stock Trainer (`finetune_trainer`) for `steps` steps on shuffled minibatches (seeded);
+    returns the loss of every step. Nothing is written unless `output_dir` is given."""
+    with _scratch(output_dir) as folder:
+        trainer = finetune_trainer(
+            model, groups, data, steps=steps, batch_size=batch_size, seed=seed, output_dir=folder,
+            warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, progress=progress, processor=processor,
+        )  # fmt: skip
+        trainer.train()
+    return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
 
 
-@torch.no_grad()
 def predict(model: nn.Module, data: TaskData, batch_size: int = 16) -> torch.Tensor:
-    """Logits for every sample of `data`, in order."""
-    model.eval()
-    chunks = []
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(index)
-        batch.pop("labels")
-        chunks.append(model(**batch).logits)
-    return torch.cat(chunks)
+    """Logits for every sample of `data`, in order (`Trainer.predict`)."""
+    with _scratch(None) as folder:
+        args = training_arguments(folder, steps=1, batch_size=batch_size, seed=0, dataloader_drop_last=False)
+        trainer = Trainer(model=model, args=args, data_collator=data_collator(data))
+        trainer.remove_callback(PrinterCallback)
+        predictions = trainer.predict(cast(Any, data)).predictions
+    logits = predictions[0] if isinstance(predictions, tuple) else predictions
+    return torch.from_numpy(np.asarray(logits))
 
 
 def interquartile_mean(values: Sequence[float]) -> float:
@@ -221,15 +321,17 @@ def run_seeds(
     batch_size: int,
     lr: float,
     after_train: Callable[[int, nn.Module], None] | None = None,
+    processor: Any = None,
     **mode_kwargs: Any,
 ) -> dict[str, Any]:
     """Train and test one mode for every seed; returns per-seed scores and their summaries.
-    `after_train(seed, model)` runs after each seed's training (to save an adapter, say)."""
+    `after_train(seed, model)` runs after each seed's training (to save an adapter, say); `processor` is the
+    Trainer's `processing_class`."""
     per_seed = []
     for seed in seeds:
         torch.manual_seed(seed)
         model, groups = prepare_model(build_model(), mode, lr=lr, **mode_kwargs)
-        losses = train(model, groups, train_data, steps=steps, batch_size=batch_size, seed=seed)
+        losses = train(model, groups, train_data, steps=steps, batch_size=batch_size, seed=seed, processor=processor)
         metrics = score(predict(model, test_data), test_data.labels)
         if after_train is not None:
             after_train(seed, model)

@@ -157,7 +157,10 @@ class EMACallback(TrainerCallback):
 
 
 class GeoMeldTrainer(AtomicCheckpointMixin, Trainer):
-    """A `Trainer` that logs the mean of every named loss part since the last log, besides the total."""
+    """The `Trainer` pretraining needs: it logs the mean of every named loss part since the last log (MP-MAE
+    per target modality, JEPA, ITC) besides the total, decays only weight matrices and kernels, and writes
+    checkpoints atomically. Task heads (`GeoMeldForImageClassification`, `...ForSemanticSegmentation`) train
+    with the stock `Trainer`; given to this one they train too, with only the total loss logged."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -166,16 +169,19 @@ class GeoMeldTrainer(AtomicCheckpointMixin, Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         outputs = model(**inputs)
         for key in ("mpmae_loss", "jepa_loss", "itc_loss"):
-            value = getattr(outputs, key, None)
+            value = outputs.get(key)
             if value is not None:
                 self._parts[key].append(float(value.detach()))
-        pixels = outputs.mpmae_pixels or {}
-        for name, value in (outputs.mpmae_losses or {}).items():
+        pixels = outputs.get("mpmae_pixels") or {}
+        for name, value in (outputs.get("mpmae_losses") or {}).items():
             if name not in pixels or float(pixels[name]) > 0:  # a target without masked data is not a 0 loss
                 self._parts[f"mpmae/{name}"].append(float(value.detach()))
-        loss = outputs.loss
+        loss = outputs.get("loss")
         if loss is None:
-            raise ValueError("the batch produced no loss: it holds no target, no masked valid pixel and no caption")
+            raise ValueError(
+                "the batch produced no loss: a pretraining batch holds no target, no masked valid pixel and no "
+                "caption, or a task batch has no labels"
+            )
         return (loss, outputs) if return_outputs else loss
 
     def get_decay_parameter_names(self, model: Any) -> list[str]:
@@ -183,10 +189,10 @@ class GeoMeldTrainer(AtomicCheckpointMixin, Trainer):
         return decay_parameter_names(model)
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        """The Trainer's 6 x tokens x parameters estimate, with pixels of every input modality as tokens."""
-        pixels = sum(v[:, 0].numel() for v in inputs.get("pixel_values", {}).values())
-        model: Any = self.model
-        return int(6 * pixels * model.num_parameters(exclude_embeddings=True))
+        """The model's own estimate (`GeoMeldPreTrainedModel.floating_point_ops`: pixels of every input
+        modality as tokens), where the stock Trainer would call `.numel()` on the dict of modalities."""
+        model: Any = self.accelerator.unwrap_model(self.model)
+        return int(model.floating_point_ops(inputs)) if hasattr(model, "floating_point_ops") else 0
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:
