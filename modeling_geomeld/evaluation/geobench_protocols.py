@@ -127,7 +127,7 @@ def recipe(protocol: str, column: str, kind: str, preset: str = "full") -> Recip
         out = Recipe("knn", k=int(column.split("=")[1]), max_tokens=200_000 if seg else None)
     if preset == "smoke":
         # minutes on a CPU: few steps on the first samples, absolute learning rates large enough to move
-        out = replace(out, steps=None if out.mode == "knn" else 12, batch_size=8, lr=3e-3 if out.mode == "full" else 1e-2,
+        out = replace(out, steps=None if out.mode == "knn" else 12, batch_size=8, lr=3e-3 if out.mode in ("full", "probe_then_full") else 1e-2,
                       max_train=64, max_test=64, head_init_std=None)  # fmt: skip
     return out
 
@@ -500,7 +500,10 @@ def plot_cells(cells: Sequence[Cell], path: Path, title: str) -> None:
     ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(groups))], [f"{t}\n{c}" for t, c in groups], fontsize=8)
     ax.set_ylabel("score x 100 (metric per task; bars: bootstrap 95 % interval)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    if shown:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no applicable results", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
