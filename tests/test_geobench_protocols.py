@@ -12,12 +12,11 @@ import json
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
 from _tiny import TINY_TEXT
-from fixtures.make_geobench import TASKS, band_array, write_band_stats, write_partitions
+from fixtures.make_geobench_learnable import TASK_NAMES, write_learnable_task
 
 from modeling_geomeld import GeoMeldConfig, GeoMeldModel
 from modeling_geomeld.cli import main
@@ -34,60 +33,6 @@ from modeling_geomeld.evaluation.geobench_protocols import (
     run_benchmark,
     sample_statistics,
 )
-
-SIZE = 32
-SPLITS = {"train": 32, "valid": 2, "test": 24}
-TASK_NAMES = ("m-so2sat", "m-bigearthnet", "m-cashew-plant")
-
-
-def _band_group(name: str) -> int:
-    """Three groups of S2 bands (01-04, 05-08, 8A-12) whose offsets decide the labels; SAR channels -1."""
-    if "VV" in name or "VH" in name:
-        return -1
-    code = name.split(" - ")[0]
-    number = int(code.rstrip("A"))
-    return 0 if number <= 4 else 1 if number <= 8 and not code.endswith("A") else 2
-
-
-def write_learnable_task(root: Path, task: str) -> None:
-    """A task whose labels are a function of its pixels: per sample a random offset of 0..3 (about 2 to 5
-    standard deviations of the task's band statistics) per band group, or per stripe of a class."""
-    benchmark, names, kind, n_classes = TASKS[task]
-    task_dir = root / benchmark / task
-    task_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(task))  # a different, fixed stream per task
-    splits: dict[str, list[str]] = {}
-    index = 0
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    for split, count in SPLITS.items():
-        splits[split] = []
-        for _ in range(count):
-            offsets = rng.uniform(0.0, 3.0, size=3)
-            angle = rng.uniform(0, 2 * np.pi)
-            along = np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5) + rng.uniform(-0.1, 0.1)
-            stripes = np.clip(((along + 0.75) / 1.5 * n_classes).astype(np.int64), 0, n_classes - 1)
-            name = f"id_{index:04d}"
-            with h5py.File(task_dir / f"{name}.hdf5", "w") as f:
-                for band in names:
-                    group = _band_group(band)
-                    data = band_array(band, index % 7, SIZE)
-                    if kind == "segmentation":  # class c: +3 on the band groups of the bits of c + 1
-                        data = data + 3.0 * (((stripes + 1) >> max(group, 0)) & 1) * (group >= 0)
-                    elif group >= 0:
-                        data = data + offsets[group]
-                    f.create_dataset(band, data=data.astype(np.float32))
-                if kind == "segmentation":
-                    f.create_dataset("label", data=stripes)  # 7 stripes, one per class
-                elif kind == "multi_label":
-                    hot = np.zeros(n_classes, dtype=np.int64)
-                    hot[:3] = offsets > 1.5
-                    f.attrs["label"] = hot
-                else:
-                    f.attrs["label"] = int(offsets[0] > 1.5) + 2 * int(offsets[1] > 1.5)  # 4 of 17 classes
-            splits[split].append(name)
-            index += 1
-    write_partitions(task_dir, splits)
-    write_band_stats(task_dir, names)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +64,8 @@ def _cells(report: object) -> dict[tuple[str, str, str], Cell]:
 def test_every_protocol_beats_the_majority_class_on_learnable_tasks(
     protocol: str, root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    steps = {"mmearth": 30, "frozen": 30, "knn": None}[protocol]
-    # 30 CPU steps do not lift 43-label BCE above its prior reliably: the trained protocols are checked on the
+    steps = {"mmearth": 15, "frozen": 20, "knn": None}[protocol]
+    # 15-20 CPU steps do not lift 43-label BCE above its prior reliably: the trained protocols are checked on the
     # single-label and segmentation tasks, k-NN (no training) on all three
     tasks = list(TASK_NAMES) if protocol == "knn" else ["m-so2sat", "m-cashew-plant"]
     report = run_benchmark(protocol, tasks, [parse_checkpoint(f"tiny={checkpoint}")], tmp_path,
@@ -143,16 +88,9 @@ def test_results_are_deterministic_per_seed_and_a_killed_benchmark_resumes(
 ) -> None:
     # m-cashew-plant: FT (decoder first, then everything) and LP, two seeds: 4 runs
     args = dict(protocol="mmearth", tasks=["m-cashew-plant"], checkpoints=[parse_checkpoint(f"tiny={checkpoint}")],
-                seeds=[0, 1], preset="smoke", root=str(root), steps=4, log=lambda _: None)  # fmt: skip
+                seeds=[0, 1], preset="smoke", root=str(root), steps=2, log=lambda _: None)  # fmt: skip
     whole = run_benchmark(out=tmp_path / "whole", **args)  # type: ignore[arg-type]
-    again = run_benchmark(out=tmp_path / "again", **args)  # type: ignore[arg-type]
     assert len(whole.computed) == 4 and not whole.reused
-    for a, b in zip(sorted(whole.computed), sorted(again.computed), strict=True):
-        ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
-        assert math.isclose(ra["value"], rb["value"], abs_tol=1e-6)
-        assert math.isclose(ra["final_loss"], rb["final_loss"], abs_tol=1e-6)
-        np.testing.assert_allclose(ra["stats"], rb["stats"], atol=1e-6)
-    assert whole.table == again.table
 
     killed = run_benchmark(out=tmp_path / "killed", max_new_runs=1, **args)  # type: ignore[arg-type]
     assert killed.stopped_early and len(killed.computed) == 1
@@ -163,10 +101,15 @@ def test_results_are_deterministic_per_seed_and_a_killed_benchmark_resumes(
     assert resumed.reused == [first] and len(resumed.computed) == 3
     assert first.stat().st_mtime_ns == stamp
     assert resumed.table == whole.table
-    # a different recipe is never taken from disk
-    rerun = run_benchmark(out=tmp_path / "killed", **{**args, "steps": 3})  # type: ignore[arg-type]
-    assert len(rerun.computed) == 4 and not rerun.reused
-
+    # every run computed twice (uninterrupted, and killed + resumed) agrees within 1e-6 on CPU
+    for path in whole.computed:
+        ra, rb = json.loads(path.read_text()), json.loads((tmp_path / "killed" / path.relative_to(tmp_path / "whole")).read_text())
+        assert math.isclose(ra["value"], rb["value"], abs_tol=1e-6)
+        assert math.isclose(ra["final_loss"], rb["final_loss"], abs_tol=1e-6)
+        np.testing.assert_allclose(ra["stats"], rb["stats"], atol=1e-6)
+    # a run recorded with another recipe is never taken from disk
+    rerun = run_benchmark(out=tmp_path / "killed", max_new_runs=1, **{**args, "steps": 3})  # type: ignore[arg-type]
+    assert len(rerun.computed) == 1 and not rerun.reused
 
 def test_sufficient_statistics_reproduce_the_shared_metrics() -> None:
     g = torch.Generator().manual_seed(0)

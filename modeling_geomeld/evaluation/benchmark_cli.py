@@ -13,8 +13,9 @@ from dataset_scripts.errors import UsageError
 EPILOG = """\
 checkpoints: a folder written by `geomeld pretrain` / `geomeld convert` (LABEL=PATH names its row), `random`
 (a random-init paper-atto encoder configured with each task's bands; `random:PRESET` for another preset).
-The ImageNet baseline needs the download of facebook/convnextv2-atto-1k-224 once, then a conversion:
-  geomeld convert hf facebook/convnextv2-atto-1k-224 --out ckpt/imagenet-atto   (then --checkpoint ImageNet=ckpt/imagenet-atto)
+The ImageNet baseline needs facebook/convnextv2-atto-1k-224 downloaded once (network), then a conversion:
+  hf download facebook/convnextv2-atto-1k-224 --local-dir DIR
+  geomeld convert hf DIR --out ckpt/imagenet-atto        (then --checkpoint ImageNet=ckpt/imagenet-atto)
 
 presets: `full` (default) is the protocol's recipe (see modeling_geomeld/evaluation/geobench_protocols.py);
 `smoke` runs 12 steps on the first 64 train / 64 test samples (minutes on a CPU), for checking the set-up.
@@ -54,8 +55,9 @@ def _checkpoints(values: list[str]) -> list[Any]:
     for value in values:
         if value.lower() == "imagenet":
             raise UsageError(
-                "the ImageNet baseline needs facebook/convnextv2-atto-1k-224 downloaded once: run `geomeld convert hf "
-                "facebook/convnextv2-atto-1k-224 --out DIR` with network access, then pass --checkpoint ImageNet=DIR"
+                "the ImageNet baseline needs facebook/convnextv2-atto-1k-224 downloaded once (`hf download "
+                "facebook/convnextv2-atto-1k-224 --local-dir SRC` with network access), then `geomeld convert hf SRC "
+                "--out DIR`; pass --checkpoint ImageNet=DIR"
             )
         source = parse_checkpoint(value)
         if source.path is not None:
