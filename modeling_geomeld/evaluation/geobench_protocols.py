@@ -218,7 +218,7 @@ class FrozenEncoderProbe(nn.Module):
 
     def __init__(self, encoder: nn.Module, kind: str, num_labels: int, smoothing: float = 0.0):
         super().__init__()
-        cfg = encoder.config.encoder_cfg
+        cfg: Any = getattr(encoder, "config").encoder_cfg  # noqa: B009  (a GeoMeldVisionModel's config)
         self.encoder = encoder.requires_grad_(False)
         self.kind, self.smoothing = kind, smoothing
         if kind == "segmentation":
@@ -337,7 +337,7 @@ def _train(model: nn.Module, groups: list[dict[str, Any]], data: TaskData, rec: 
     # warm-up and clipping are keyword options of `train` beyond its fixed signature: pass those it takes
     import inspect
 
-    options = {"warmup_steps": rec.warmup_steps, "max_grad_norm": rec.max_grad_norm}
+    options: dict[str, Any] = {"warmup_steps": rec.warmup_steps, "max_grad_norm": rec.max_grad_norm}
     accepted = inspect.signature(train).parameters
     extra = {k: v for k, v in options.items() if k in accepted}
     return train(model, groups, data, steps=steps, batch_size=rec.batch_size, seed=seed, **extra)
@@ -366,10 +366,10 @@ def run_protocol(
         model, groups = prepare_model(model, "full", lr=lr, layer_decay=1.0, weight_decay=rec.weight_decay)
         losses += _train(model, groups, train_data, rec, steps - probe_steps, seed + 1)
     else:
-        model, groups = prepare_model(build_task_model(rec), rec.mode, lr=lr, layer_decay=rec.layer_decay,  # type: ignore[arg-type]
+        model, groups = prepare_model(build_task_model(rec), rec.mode, lr=lr, layer_decay=rec.layer_decay,
                                       weight_decay=rec.weight_decay)  # fmt: skip
         losses = _train(model, groups, train_data, rec, steps, seed)
-    logits = predict(model, test_data, batch_size=max(rec.batch_size, 16) if rec.batch_size <= 256 else 256)
+    logits = predict(model, test_data, batch_size=min(max(rec.batch_size, 16), 256))
     return logits, {"steps": steps, "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                     "n_train": len(train_data)}  # fmt: skip
 
@@ -380,7 +380,7 @@ def _knn(task: Any, train_data: TaskData, test_data: TaskData, rec: Recipe, enco
     train_x, test_x = predict(embedder, train_data, 16), predict(embedder, test_data, 16)
     if not dense:
         return knn_logits(train_x, train_data.labels, test_x, rec.k, task.kind, task.num_labels)
-    grid = tuple(train_x.shape[-2:])
+    grid = (int(train_x.shape[-2]), int(train_x.shape[-1]))
     height, width = test_data.labels.shape[-2:]
     if height % grid[0] or width % grid[1]:
         raise ValueError(f"label maps {height}x{width} are not a multiple of the feature grid {grid}")
@@ -487,7 +487,9 @@ def plot_cells(cells: Sequence[Cell], path: Path, title: str) -> None:
     width = 0.8 / max(1, len(rows))
     by_key = {(c.checkpoint, c.task, c.column): c for c in shown}
     for i, row in enumerate(rows):
-        xs, ys, err = [], [], [[], []]
+        xs: list[float] = []
+        ys: list[float] = []
+        err: list[list[float]] = [[], []]
         for j, key in enumerate(groups):
             cell = by_key.get((row, *key))
             if cell is None:
@@ -647,9 +649,10 @@ def model_builders(source: CheckpointSource, config: Any, task: Any) -> tuple[Ca
         cfg.label_smoothing = rec.label_smoothing
         cfg.encoder_cfg.drop_path_rate = rec.drop_path
         model = cls.from_pretrained(source.path, config=cfg) if source.path else cls(cfg)
-        if rec.head_init_std is not None and hasattr(model, "classifier"):  # MMEarth: trunc_normal_(std=2e-5), bias 0
-            nn.init.trunc_normal_(model.classifier.weight, std=rec.head_init_std)
-            nn.init.zeros_(model.classifier.bias)
+        head = getattr(model, "classifier", None)
+        if rec.head_init_std is not None and isinstance(head, nn.Linear):  # MMEarth: trunc_normal_(std=2e-5), bias 0
+            nn.init.trunc_normal_(head.weight, std=rec.head_init_std)
+            nn.init.zeros_(head.bias)
         return model
 
     def encoder() -> nn.Module:
