@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.utils import ModelOutput
 
 from modeling_geomeld.training.finetuning import TaskData, predict, prepare_model, train
 
@@ -190,11 +191,12 @@ def bootstrap_interval(
 # ---------------------------------------------------------------------------------------------------------
 # frozen-encoder heads and embeddings (so that training and prediction go through training.finetuning)
 @dataclass
-class ProbeOutput:
-    """Output of the probes: `loss` (scalar or None) and `logits` ((B, K) or (B, K, H, W))."""
+class ProbeOutput(ModelOutput):
+    """Output of the probes: `loss` (scalar or None) and `logits` ((B, K) or (B, K, H, W)); a `ModelOutput`, as
+    the Trainer that `finetuning.train` / `predict` run indexes its outputs."""
 
-    logits: torch.Tensor
     loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
 
 class LightDecoder(nn.Module):
@@ -243,7 +245,7 @@ class FrozenEncoderProbe(nn.Module):
             logits = self.decode_head(list(out.hidden_states[1:]), size)
         else:
             logits = self.classifier(out.pooler_output)
-        return ProbeOutput(logits, None if labels is None else task_loss(self.kind, logits, labels, self.smoothing))
+        return ProbeOutput(loss=None if labels is None else task_loss(self.kind, logits, labels, self.smoothing), logits=logits)
 
 
 def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -265,7 +267,7 @@ class Embedder(nn.Module):
 
     def forward(self, pixel_values: dict[str, torch.Tensor], valid_mask: dict[str, torch.Tensor] | None = None) -> ProbeOutput:
         out = self.encoder(pixel_values, valid_mask, output_hidden_states=self.dense, return_dict=True)
-        return ProbeOutput(out.hidden_states[-1] if self.dense else out.pooler_output)
+        return ProbeOutput(logits=out.hidden_states[-1] if self.dense else out.pooler_output)
 
 
 def knn_logits(

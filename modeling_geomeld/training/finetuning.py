@@ -278,7 +278,9 @@ def predict(model: nn.Module, data: TaskData, batch_size: int = 16) -> torch.Ten
     """Logits for every sample of `data`, in order (`Trainer.predict`)."""
     with _scratch(None) as folder:
         args = training_arguments(folder, steps=1, batch_size=batch_size, seed=0, dataloader_drop_last=False)
-        trainer = Trainer(model=model, args=args, data_collator=data_collator(data))
+        collate = data_collator(data)
+        # logits only: labels are not an input of a prediction (models without a `labels` argument take none)
+        trainer = Trainer(model=model, args=args, data_collator=lambda rows: {k: v for k, v in collate(rows).items() if k != "labels"})
         trainer.remove_callback(PrinterCallback)
         predictions = trainer.predict(cast(Any, data)).predictions
     logits = predictions[0] if isinstance(predictions, tuple) else predictions
