@@ -25,11 +25,11 @@ HELD_OUT_CROPS = (5, 8)
 
 def terramind_samples(root: str | Path, tiles: tuple[str, ...], crop: int = 64) -> list[dict[str, Any]]:
     """Collator samples (arrays by registry name, band names, caption) for the crops of `tiles`."""
-    from dataset_scripts.align import slope_degrees
     from dataset_scripts.captions.pipeline import caption_aligned_sample
     from dataset_scripts.signals import compute_signals
     from dataset_scripts.terramind import LOCATIONS, S2L2A_BANDS, read_tile, s2_datetime, split_into_crops
     from dataset_scripts.types import AlignedSample
+    from modeling_geomeld.modalities import slope_degrees
 
     samples = []
     for tile in tiles:
