@@ -521,8 +521,8 @@ def slope_degrees(elevation: np.ndarray, pixel_size_m: float) -> np.ndarray:
     p[..., 1:-1, 1:-1] = z
     p[..., 0, 1:-1], p[..., -1, 1:-1] = 2 * z[..., 0, :] - z[..., 1, :], 2 * z[..., -1, :] - z[..., -2, :]
     p[..., 1:-1, 0], p[..., 1:-1, -1] = 2 * z[..., :, 0] - z[..., :, 1], 2 * z[..., :, -1] - z[..., :, -2]
-    for r, c, dr, dc in ((0, 0, 1, 1), (0, -1, 1, -1), (-1, 0, -1, 1), (-1, -1, -1, -1)):
-        p[..., r, c] = 2 * z[..., r, c] - z[..., r + dr, c + dc]
+    for row, col, dr, dc in ((0, 0, 1, 1), (0, -1, 1, -1), (-1, 0, -1, 1), (-1, -1, -1, -1)):
+        p[..., row, col] = 2 * z[..., row, col] - z[..., row + dr, col + dc]
     centre = z
     # the 3 x 3 window as shifted views, row-major a b c / d e f / g h i around the centre e
     a, b, c, d, f, g, h, i = (

@@ -161,11 +161,12 @@ def resume_checkpoint(output_dir: str | Path) -> str:
 
 
 def save_release_processor(processor: Any, folder: str | Path) -> None:
-    """Save `processor` into `folder` as a release would: centre crops, whatever the training used."""
+    """Save `processor` into `folder` as a release would: for inference, keeping the input size (no crop),
+    whatever crops the training used."""
     release = copy.deepcopy(processor)
     image = getattr(release, "image_processor", release)
-    if getattr(image, "crop_mode", None) == "random":
-        image.crop_mode = "center"
+    if hasattr(image, "crop_size"):
+        image.crop_size, image.crop_mode = None, "center"
     release.save_pretrained(str(folder))
 
 
