@@ -57,8 +57,9 @@ PHYSICAL_RANGE: dict[str, dict[str, tuple[float, float]]] = {
 #: (so `model(**processor(...))` works) and ignore them
 REPORT_FIELDS = ("invalid_pixels", "valid_region", "original_size", "transforms")
 
-#: bands derived when the model needs them and the input lacks them: modality -> band -> bands it is made from
-DERIVED_BANDS: dict[str, dict[str, tuple[str, ...]]] = {"dem": {"slope": ("elevation",)}}
+#: bands derived when the model needs them and the input lacks them: modality -> band -> the band it is made
+#: from. Slope (from elevation, by `slope_degrees`) is the one today; another needs its function in `_bands`.
+DERIVED_BANDS: dict[str, dict[str, str]] = {"dem": {"slope": "elevation"}}
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -301,7 +302,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
     def from_model_config(cls, config: Any, **kwargs: Any) -> GeoMeldImageProcessor:
         """The processor matching a `GeoMeldConfig` (input bands, targets, patch size). It keeps the input
         size, for inference; training passes its crop explicitly:
-        `from_model_config(config, crop_size=config.encoder_config.image_size, crop_mode="random")`."""
+        `from_model_config(config, crop_size=config.encoder_cfg.image_size, crop_mode="random")`."""
         enc = config.encoder_config
         dec = config.decoder_config
         return cls(
@@ -409,29 +410,27 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         if lacking and given is None:
             # unnamed: only an array of exactly the other wanted bands (a DEM's one elevation band) lacks them
             rest = [b for b in wanted if b not in lacking]
-            if array.shape[1] == len(rest) and array.shape[1] not in (len(wanted), len(mod.bands)):
-                given = rest
-            else:
-                lacking = []
+            if array.shape[1] != len(rest) or array.shape[1] in (len(wanted), len(mod.bands)):
+                return self._select_bands(key, array, mod, wanted, given)
+            given = rest
         for band in lacking:
-            assert given is not None  # set above for every lacking band
-            sources = derivable[band]
-            absent = [b for b in sources if b not in given]
-            if absent:
+            given = list(given or ())
+            source_band = derivable[band]
+            if source_band not in given:
                 raise ValueError(
-                    f"{key}: expected bands {list(wanted)}, found {list(given)}; {band!r} is derived from "
-                    f"{list(sources)} when absent, but {absent} is missing too: pass it, or name the file's bands "
-                    f"with band_names={{{key!r}: [...]}}"
+                    f"{key}: expected bands {list(wanted)}, found {given}; {band!r} is derived from "
+                    f"{source_band!r} when absent, but {source_band!r} is missing too: pass it, or name the "
+                    f"file's bands with band_names={{{key!r}: [...]}}"
                 )
             size = self.pixel_size_m if pixel_size_m is None else pixel_size_m
             size = float(mod.gsd if size is None else size)
-            source = array[:, list(given).index(sources[0])].astype(np.float64)
-            source = np.where(_plausible(mod, sources[:1], source[:, None])[:, 0], source, np.nan)
+            source = array[:, given.index(source_band)].astype(np.float64)
+            source = np.where(_plausible(mod, [source_band], source[:, None])[:, 0], source, np.nan)
             derived = slope_degrees(source, size)  # (B, H, W) on the whole input, before any crop
             array = np.concatenate([array.astype(np.float32, copy=False), derived[:, None]], axis=1)
             given = [*given, band]
             records.append(
-                {"op": "derive", "role": role, "modality": mod.name, "band": band, "from": list(sources),
+                {"op": "derive", "role": role, "modality": mod.name, "band": band, "from": source_band,
                  "method": "horn", "pixel_size_m": size}
             )  # fmt: skip
         return self._select_bands(key, array, mod, wanted, given)

@@ -482,7 +482,7 @@ def test_a_dem_with_elevation_only_gets_the_builders_slope(terramind_dir: Path) 
         derived = _denormalise(proc, "dem", out["pixel_values"]["dem"][0])[1]
         np.testing.assert_allclose(derived, slope, atol=1e-3)
         assert out["transforms"][0] == {"op": "derive", "role": "input", "modality": "dem", "band": "slope",
-                                        "from": ["elevation"], "method": "horn", "pixel_size_m": 10.0}  # fmt: skip
+                                        "from": "elevation", "method": "horn", "pixel_size_m": 10.0}  # fmt: skip
     dem_mean, dem_std = get_modality("dem").band_stats(["slope"], "default")
     target_slope = named["targets"]["dem"][0, 1].numpy() * dem_std[0] + dem_mean[0]
     np.testing.assert_allclose(target_slope, slope, atol=1e-3)
@@ -498,7 +498,7 @@ def test_band_errors_name_what_was_expected_and_found_and_point_to_the_fix() -> 
     proc = GeoMeldImageProcessor(input_modalities={"dem": ["elevation", "slope"], "sentinel1": ["VV", "VH"]})
     dem = np.full((1, 32, 32), 120.0, np.float32)
     with pytest.raises(ValueError, match=r"dem: expected bands \['elevation', 'slope'\], found \['height'\]; "
-                                         r"'slope' is derived from \['elevation'\] when absent, but \['elevation'\] "
+                                         r"'slope' is derived from 'elevation' when absent, but 'elevation' "
                                          r"is missing too"):  # fmt: skip
         proc({"dem": dem}, band_names={"dem": ["height"]})
     with pytest.raises(ValueError, match=r"sentinel1 input lacks bands \['VH'\]; expected \['VV', 'VH'\], received \['VV', 'HH'\]"):

@@ -88,7 +88,7 @@ def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str =
         decoder_config={"target_modalities": {"sentinel2": [], "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"], "dynamic_world": []}},
     )
     processor = GeoMeldProcessor(
-        GeoMeldImageProcessor.from_model_config(cfg, crop_size=cfg.encoder_config.image_size), load_text_tokenizer()
+        GeoMeldImageProcessor.from_model_config(cfg, crop_size=cfg.encoder_cfg.image_size), load_text_tokenizer()
     )
     model = init_text_tower_from_minilm(GeoMeldForPreTraining(cfg))
     before = evaluate_pretraining(model, processor, test, seed=seed)

@@ -331,7 +331,7 @@ def pretrain(
     train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
     # training crops are fixed-size and random; the saved release keeps the input size (see save_release_processor)
-    crops = {"crop_size": config.encoder_config.image_size, "crop_mode": "random"}
+    crops = {"crop_size": config.encoder_cfg.image_size, "crop_mode": "random"}
     processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, **crops, **statistics.processor_kwargs()), load_text_tokenizer())
     torch.manual_seed(seed)
     model = GeoMeldForPreTraining(config)
