@@ -12,7 +12,8 @@ convolutional, so the processor only pads the bottom and right edges up to the n
 crops with ``crop_size=N, crop_mode="center" | "random"``; an input smaller than ``N`` is padded up to it,
 never refused. Whatever was done is in the batch: ``valid_region`` ``(y0, x0, h, w)`` per sample in
 output pixels, ``original_size`` ``(H, W)``, and ``transforms``, a list of plain records (derive, crop, pad)
-with offsets and sizes; :meth:`GeoMeldImageProcessor.crop_to_valid` cuts model outputs back to the region.
+with offsets and sizes; :meth:`GeoMeldImageProcessor.crop_to_valid` cuts model outputs back to the region and
+:meth:`GeoMeldImageProcessor.to_output_grid` puts input-grid arrays (segmentation labels) onto the output grid.
 
 A band the model needs that can be derived is derived: a DEM holding elevation only gets ``slope``
 (Horn's method, :func:`~modeling_geomeld.modalities.slope_degrees`, pixel size ``pixel_size_m``).
@@ -133,6 +134,10 @@ def plan_layout(
     return Layout((height, width), (y, x, h, w), (crop_size, crop_size))
 
 
+def _numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
+
+
 def crop_to_valid(array: ArrayT, batch: Mapping[str, Any]) -> ArrayT:
     """Cut `array` `(..., H', W')` -- a model output on the grid of the processor's `batch` (segmentation
     logits), or on a grid coarser by an integer factor (per-patch embeddings, a stage's features) -- to the
@@ -142,8 +147,7 @@ def crop_to_valid(array: ArrayT, batch: Mapping[str, Any]) -> ArrayT:
         raise ValueError(
             f"batch has no 'valid_region'; expected the output of GeoMeldImageProcessor, found keys {list(batch)}"
         )
-    region = batch["valid_region"]
-    region = np.asarray(region.cpu() if isinstance(region, torch.Tensor) else region)
+    region = _numpy(batch["valid_region"])
     if region.ndim != 2 or region.shape[1] != 4 or len(region) == 0:
         raise ValueError(f"valid_region must be (B, 4) rows of (y0, x0, h, w), got shape {region.shape}")
     if not (region == region[0]).all():
@@ -161,6 +165,32 @@ def crop_to_valid(array: ArrayT, batch: Mapping[str, Any]) -> ArrayT:
     y0, x0, h, w = (int(v) for v in region[0])
     return array[..., y0 // factor : -(-(y0 + h) // factor), x0 // factor : -(-(x0 + w) // factor)]
 
+
+
+def to_output_grid(array: ArrayT, batch: Mapping[str, Any], fill: float | int | bool) -> ArrayT:
+    """Put `array` `(..., H, W)` on the input grid -- a segmentation task's labels, say -- onto the grid of the
+    processor's `batch`: the crop it reports, then bottom/right padding with `fill` (the loss's ignore index
+    for labels), so it lines up pixel for pixel with `pixel_values`."""
+    missing = [k for k in ("original_size", "transforms", "valid_mask") if k not in batch]
+    if missing:
+        raise ValueError(f"batch lacks {missing}; expected the output of one GeoMeldImageProcessor call")
+    sizes = _numpy(batch["original_size"])
+    if not (sizes == sizes[0]).all() or tuple(array.shape[-2:]) != tuple(int(v) for v in sizes[0]):
+        raise ValueError(
+            f"array's grid {tuple(array.shape[-2:])} must be the input's {sizes[0].tolist()} (original_size)"
+        )
+    crop = next((t for t in batch["transforms"] if t["op"] == "crop"), None)
+    y, x = (crop["y0"], crop["x0"]) if crop else (0, 0)
+    h, w = (crop["height"], crop["width"]) if crop else tuple(array.shape[-2:])
+    grid = tuple(next(iter(batch["valid_mask"].values())).shape[-2:])
+    cut = array[..., y : y + h, x : x + w]
+    if isinstance(cut, torch.Tensor):
+        out_t = torch.full((*cut.shape[:-2], *grid), fill, dtype=cut.dtype, device=cut.device)
+        out_t[..., :h, :w] = cut
+        return out_t
+    out = np.full((*cut.shape[:-2], *grid), fill, dtype=cut.dtype)
+    out[..., :h, :w] = cut
+    return out
 
 #: modality keys whose unnamed multi-band input has been warned about once in this process
 _UNNAMED_WARNED: set[str] = set()
@@ -313,6 +343,7 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         )
 
     crop_to_valid = staticmethod(crop_to_valid)
+    to_output_grid = staticmethod(to_output_grid)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _resolve(self, key: str) -> tuple[Modality, str]:
