@@ -182,14 +182,14 @@ def to_output_grid(array: ArrayT, batch: Mapping[str, Any], fill: float | int | 
     crop = next((t for t in batch["transforms"] if t["op"] == "crop"), None)
     y, x = (crop["y0"], crop["x0"]) if crop else (0, 0)
     h, w = (crop["height"], crop["width"]) if crop else tuple(array.shape[-2:])
-    grid = tuple(next(iter(batch["valid_mask"].values())).shape[-2:])
-    cut = array[..., y : y + h, x : x + w]
-    if isinstance(cut, torch.Tensor):
-        out_t = torch.full((*cut.shape[:-2], *grid), fill, dtype=cut.dtype, device=cut.device)
-        out_t[..., :h, :w] = cut
+    grid: tuple[int, int] = tuple(next(iter(batch["valid_mask"].values())).shape[-2:])
+    shape = (*array.shape[:-2], *grid)
+    if isinstance(array, torch.Tensor):
+        out_t = torch.full(shape, fill, dtype=array.dtype, device=array.device)
+        out_t[..., :h, :w] = array[..., y : y + h, x : x + w]
         return out_t
-    out = np.full((*cut.shape[:-2], *grid), fill, dtype=cut.dtype)
-    out[..., :h, :w] = cut
+    out = np.full(shape, fill, dtype=array.dtype)
+    out[..., :h, :w] = array[..., y : y + h, x : x + w]
     return out
 
 #: modality keys whose unnamed multi-band input has been warned about once in this process
