@@ -241,7 +241,7 @@ def pretrain_retrieval(
     torch.manual_seed(seed)
     targets = {"sentinel2": [], "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"]}
     cfg = GeoMeldConfig.from_preset("tiny", decoder_config={"target_modalities": targets})
-    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg, crop_size=cfg.encoder_cfg.image_size), load_text_tokenizer())
     model = init_text_tower_from_minilm(GeoMeldForPreTraining(cfg))
     collate = PretrainingCollator(processor)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     build(f"manifest:{manifest}", tmp / "ds", BuildOptions(workers=0, progress=False, caption=True))
     data = load_geomeld(tmp / "ds", split="train")
     cfg = GeoMeldConfig.from_preset("paper-atto")
-    collate = RowCollator(GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg, crop_mode="random"), load_text_tokenizer()))
+    collate = RowCollator(GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg, crop_size=cfg.encoder_cfg.image_size, crop_mode="random"), load_text_tokenizer()))
     model = GeoMeldForPreTraining(cfg).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)

@@ -16,7 +16,7 @@ through :class:`AlignConfig`):
 4. **Bands by name.** Each file's bands are named (``LayerRef.bands`` or the registry's canonical order)
    and the stored array holds the registry's bands in registry order: Sentinel-2 L1C's B10 (cirrus) is
    dropped by name, Sentinel-1 polarisation-only bands stay ``VV``/``VH`` (no orbit is invented), a DEM
-   holding elevation alone gets ``slope`` derived on the final grid.
+   holding elevation alone gets ``slope`` derived on the final grid (Horn, ``modalities.slope_degrees``).
 5. **Temporal rules.** Sentinel-2 scene cloud cover under ``max_cloud_cover`` percent, from metadata
    (``cloud_cover``/``eo:cloud_cover`` properties or the file's tags) or, where they lack it, estimated on
    the footprint (:func:`estimate_cloud_fraction`); Sentinel-1 and Dynamic World within
@@ -57,7 +57,7 @@ from rasterio.transform import Affine
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
-from modeling_geomeld.modalities import MODALITIES, Modality, resolve
+from modeling_geomeld.modalities import MODALITIES, Modality, resolve, slope_degrees
 
 from .budget import DEFAULT_MAX_READ_VALUES, check_read_budget
 from .profile import count, stage
@@ -471,12 +471,6 @@ def _align_layer(
             f"{where}: expected at most {config.max_nodata_fraction:.0%} no-data over the footprint, found {bad:.1%}",
         )
     return out
-
-
-def slope_degrees(elevation: np.ndarray, gsd: float) -> np.ndarray:
-    """Terrain slope in degrees from an elevation grid (metres) with square pixels of ``gsd`` metres."""
-    dz_dy, dz_dx = np.gradient(elevation.astype(np.float64), gsd)
-    return np.degrees(np.arctan(np.hypot(dz_dx, dz_dy))).astype(np.float32)
 
 
 def _stored_bands(mod: Modality, given: Iterable[str]) -> tuple[str, ...]:

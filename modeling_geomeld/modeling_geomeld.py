@@ -743,6 +743,9 @@ class GeoMeldModel(GeoMeldPreTrainedModel):
         return_loss: bool = False,
         output_hidden_states: bool | None = None,
         invalid_pixels: dict[str, torch.Tensor] | None = None,
+        valid_region: torch.Tensor | None = None,
+        original_size: torch.Tensor | None = None,
+        transforms: list[dict[str, Any]] | None = None,
     ) -> GeoMeldOutput:
         """Image-text similarities (CLIP-style). `output_hidden_states` fills `encoder_output.hidden_states`
         (embedding output, then every stage); `return_dict=False` returns nested tuples (`can_return_tuple`)."""
@@ -991,6 +994,9 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         invalid_pixels: dict[str, torch.Tensor] | None = None,
+        valid_region: torch.Tensor | None = None,
+        original_size: torch.Tensor | None = None,
+        transforms: list[dict[str, Any]] | None = None,
     ) -> GeoMeldForPreTrainingOutput:
         """One pretraining forward pass.
 
@@ -1002,7 +1008,8 @@ class GeoMeldForPreTraining(GeoMeldPreTrainedModel):
             target_valid: optional modality -> (B, H, W) bool, overriding the validity derived from targets.
             input_ids / attention_mask / token_type_ids or text_features: the captions, for ITC.
             mask / noise / generator: the patch mask (B, h, w), or the randomness to sample it.
-            invalid_pixels: the processor's per-sample no-data counts (diagnostics): accepted so that
+            invalid_pixels / valid_region / original_size / transforms: the processor's report (no-data counts,
+                the region holding input pixels, what was cropped or padded): accepted so that
                 `model(**processor(...))` works, unused (validity comes from `valid_mask` / `target_valid`).
             Any other keyword raises `TypeError`.
         """
@@ -1221,6 +1228,9 @@ class GeoMeldVisionModel(GeoMeldPreTrainedModel):
         mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         invalid_pixels: dict[str, torch.Tensor] | None = None,
+        valid_region: torch.Tensor | None = None,
+        original_size: torch.Tensor | None = None,
+        transforms: list[dict[str, Any]] | None = None,
     ) -> GeoMeldVisionOutput:
         """Encode (see `GeoMeldEncoder.forward`); `output_hidden_states` adds the embedding output and every
         stage's output (`num_stages + 1` tensors); `return_dict=False` returns a tuple."""
@@ -1270,6 +1280,9 @@ class GeoMeldForImageClassification(GeoMeldPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         invalid_pixels: dict[str, torch.Tensor] | None = None,
+        valid_region: torch.Tensor | None = None,
+        original_size: torch.Tensor | None = None,
+        transforms: list[dict[str, Any]] | None = None,
     ) -> ImageClassifierOutputWithNoAttention:
         """labels: (B,) class indices (single-label), (B, num_labels) multi-hot (multi-label), or (B,) /
         (B, num_labels) real values (regression)."""
@@ -1373,6 +1386,9 @@ class GeoMeldForSemanticSegmentation(GeoMeldPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         invalid_pixels: dict[str, torch.Tensor] | None = None,
+        valid_region: torch.Tensor | None = None,
+        original_size: torch.Tensor | None = None,
+        transforms: list[dict[str, Any]] | None = None,
     ) -> SemanticSegmenterOutput:
         """labels: (B, H, W) class indices, `semantic_loss_ignore_index` where unknown."""
         if output_hidden_states is None:

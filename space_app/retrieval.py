@@ -72,7 +72,10 @@ class Embedder:
         self.checkpoint = Path(checkpoint)
         self.model = GeoMeldModel.from_pretrained(self.checkpoint).eval()
         self.processor = GeoMeldProcessor.from_pretrained(self.checkpoint)
-        self.processor.image_processor.crop_mode = "center"  # embeddings are deterministic
+        # the whole upload or tile is embedded (padded to the patch multiple), deterministically, even with a
+        # processor saved with a training crop
+        self.processor.image_processor.crop_size = None
+        self.processor.image_processor.crop_mode = "center"
         self.dim = int(self.model.config.projection_dim)
         self.input_modalities: list[str] = list(self.processor.image_processor.input_modalities)
         self.collator = PretrainingCollator(self.processor, use_captions=False, with_targets=False)

@@ -1,4 +1,5 @@
-"""GeoMeldImageProcessor / GeoMeldProcessor: validation, band order by name, no-data, statistics, crops."""
+"""GeoMeldImageProcessor / GeoMeldProcessor: validation, band order by name, no-data, statistics, sizes (full
+size padded by default, explicit crops, everything reported), slope from elevation (against GDAL)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,6 @@ def test_wrong_band_count_names_expected_and_received(processor: GeoMeldImagePro
         processor({"naip": np.zeros((3, 40, 40), np.uint16)})
     with pytest.raises(ValueError, match="numeric array"):
         processor({"sentinel1": np.zeros((2, 40, 40), dtype=bool)})
-    with pytest.raises(ValueError, match="smaller than crop_size 32"):
-        processor({"sentinel1": np.zeros((2, 20, 20), np.float32)})
     with pytest.raises(ValueError, match="share batch size and grid"):
         processor({"sentinel2_l2a": _s2(), "sentinel1": np.zeros((2, 48, 48), np.float32)})
 
@@ -191,6 +190,336 @@ def test_3e38_gives_a_finite_embedding() -> None:
     s2 = _s2(size=32).astype(np.float32)
     s2[:, 8:12, 8:12] = 3e38
     names = {"sentinel2_l2a": list(SENTINEL2_BANDS)}
+    batch = proc({"sentinel2_l2a": s2}, band_names=names)
     with torch.no_grad():
-        emb = model.get_image_features(**{k: v for k, v in proc({"sentinel2_l2a": s2}, band_names=names).items() if k != "invalid_pixels"})
-    assert torch.isfinite(emb).all()
+        emb = model.get_image_features(batch["pixel_values"], batch["valid_mask"])
+        out = model(**batch, text_features=torch.zeros(1, model.text_projection.in_features))  # the report fields pass
+    assert torch.isfinite(emb).all() and torch.isfinite(out.image_embeds).all()
+
+
+# -- sizes: the input size is kept (padded to the patch multiple); crops only when asked; all reported -------
+
+TILE = "433D_629L_3_1"  # Chile: the most relief of the five real locations
+
+
+def _tile(terramind_dir: Path) -> dict[str, np.ndarray]:
+    from dataset_scripts.terramind import read_tile
+
+    return read_tile(terramind_dir, TILE)
+
+
+S2_NAMES = {"sentinel2_l2a": list(SENTINEL2_BANDS)}  # TerraMind's file order is the canonical one
+
+
+def _denormalise(proc: GeoMeldImageProcessor, key: str, x: torch.Tensor) -> np.ndarray:
+    _, mean, std = proc.mean_std(key)
+    return x.numpy() * std[:, None, None] + mean[:, None, None]
+
+
+def test_a_224px_tile_keeps_all_its_pixels(terramind_dir: Path) -> None:
+    s2 = _tile(terramind_dir)["sentinel2_l2a"]
+    assert s2.shape == (12, 224, 224)
+    proc = GeoMeldImageProcessor(input_modalities={"sentinel2": []})  # the default: no crop
+    out = proc({"sentinel2_l2a": s2}, band_names=S2_NAMES)
+    assert out["pixel_values"]["sentinel2"].shape == (1, 12, 224, 224)
+    assert out["transforms"] == []  # nothing was done to the grid
+    assert out["valid_region"].tolist() == [[0, 0, 224, 224]] and out["original_size"].tolist() == [[224, 224]]
+    back = _denormalise(proc, "sentinel2_l2a", out["pixel_values"]["sentinel2"][0])
+    np.testing.assert_allclose(back, s2, atol=0.05)  # every pixel, unchanged
+    # a processor from a model config is the inference one too; only an explicit crop crops
+    from modeling_geomeld import GeoMeldConfig
+
+    cfg = GeoMeldConfig.from_preset("tiny")
+    assert GeoMeldImageProcessor.from_model_config(cfg).crop_size is None
+
+
+def test_120px_pads_to_128_with_the_valid_region_reported_and_the_padding_masked(terramind_dir: Path) -> None:
+    tile = _tile(terramind_dir)
+    s2, dem, dw = tile["sentinel2_l2a"][:, :120, :120], tile["dem"][:, :120, :120], tile["dynamic_world"][:, :120, :120]
+    proc = GeoMeldImageProcessor(input_modalities={"sentinel2": [], "dem": ["elevation", "slope"]},
+                                 target_modalities={"dynamic_world": [], "dem": ["elevation"]})  # fmt: skip
+    out = proc({"sentinel2_l2a": s2, "dem": dem}, band_names={**S2_NAMES, "dem": ["elevation"]},
+               targets={"dynamic_world": dw, "dem": dem}, target_band_names={"dem": ["elevation"]})  # fmt: skip
+    for name in ("sentinel2", "dem"):
+        x, valid = out["pixel_values"][name][0], out["valid_mask"][name][0]
+        assert x.shape[-2:] == (128, 128) and valid.shape == (128, 128)
+        assert valid[:120, :120].all() and not valid[120:].any() and not valid[:, 120:].any()
+        assert (x[:, 120:] == 0).all() and (x[:, :, 120:] == 0).all()  # no-data is 0 after normalisation
+    assert torch.isnan(out["targets"]["dem"][0, 0, 120:]).all() and torch.isfinite(out["targets"]["dem"][0, 0, :120, :120]).all()
+    assert (out["targets"]["dynamic_world"][0, 120:] == -1).all() and (out["targets"]["dynamic_world"][0, :120, :120] >= 0).all()
+    assert out["valid_region"].tolist() == [[0, 0, 120, 120]] and out["original_size"].tolist() == [[120, 120]]
+    assert out["invalid_pixels"]["sentinel2"].tolist() == [0]  # padding is not counted as bad values
+    pad = [t for t in out["transforms"] if t["op"] == "pad"]
+    assert pad == [{"op": "pad", "where": "bottom_right", "bottom": 8, "right": 8, "height": 128, "width": 128,
+                    "fill": "no-data", "reason": "to a multiple of patch_size 16"}]  # fmt: skip
+    # back to the input: the valid region of the output is the input, pixel for pixel
+    back = proc.crop_to_valid(out["pixel_values"]["sentinel2"], out)
+    assert back.shape == (1, 12, 120, 120)
+    np.testing.assert_allclose(_denormalise(proc, "sentinel2_l2a", back[0]), s2, atol=0.05)
+    # a coarser grid (per-patch cells of 16 px) keeps every cell holding a valid pixel: ceil(120 / 16) = 8
+    assert proc.crop_to_valid(torch.zeros(1, 7, 8, 8), out).shape == (1, 7, 8, 8)
+    assert proc.crop_to_valid(np.zeros((1, 3, 32, 32)), out).shape == (1, 3, 30, 30)
+    with pytest.raises(ValueError, match=r"array's grid \(5, 5\) must be the batch's \(128, 128\) or coarser"):
+        proc.crop_to_valid(torch.zeros(1, 5, 5), out)
+
+
+def test_segmentation_on_a_padded_batch_crops_back_to_the_original_and_agrees_with_unpadded(terramind_dir: Path) -> None:
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForSemanticSegmentation
+
+    torch.manual_seed(0)
+    cfg = GeoMeldConfig.from_preset("tiny", num_labels=get_modality("dynamic_world").num_classes)
+    model = GeoMeldForSemanticSegmentation(cfg).eval()
+    proc = GeoMeldImageProcessor.from_model_config(cfg)
+    s2 = _tile(terramind_dir)["sentinel2_l2a"]
+    padded = proc({"sentinel2_l2a": s2[:, :120, :120]}, band_names=S2_NAMES)  # 120 -> 128, 8 px of no-data
+    whole = proc({"sentinel2_l2a": s2[:, :128, :128]}, band_names=S2_NAMES)  # the same place, real pixels there
+    with torch.no_grad():
+        logits = model(**padded).logits
+        reference = model(**whole).logits[..., :120, :120]
+        garbage = {k: v.clone() for k, v in padded["pixel_values"].items()}
+        garbage["sentinel2"][..., 120:, :] = 1e3  # what lies under the padding does not matter: it is no-data
+        same = model(pixel_values=garbage, valid_mask=padded["valid_mask"]).logits
+    assert logits.shape == (1, cfg.num_labels, 128, 128)
+    cropped = proc.crop_to_valid(logits, padded)
+    assert cropped.shape == (1, cfg.num_labels, 120, 120) and torch.isfinite(cropped).all()
+    assert torch.equal(same, logits)
+    corr = torch.corrcoef(torch.stack([cropped.flatten(), reference.flatten()]))[0, 1]
+    assert corr > 0.95, corr  # padding changes the output near the edge only
+    inner = torch.corrcoef(torch.stack([cropped[..., :96, :96].flatten(), reference[..., :96, :96].flatten()]))[0, 1]
+    assert inner > 0.99, inner  # and hardly at all a patch row or more away from it
+    # labels on the input grid go onto the output grid with the loss's ignore index under the padding
+    dw = get_modality("dynamic_world").codes_to_indices(_tile(terramind_dir)["dynamic_world"][:, :120, :120])
+    ignore = model.config.semantic_loss_ignore_index
+    labels = proc.to_output_grid(torch.from_numpy(dw), padded, fill=ignore)
+    assert labels.shape == (1, 128, 128) and (labels[:, 120:] == ignore).all() and torch.equal(labels[:, :120, :120], torch.from_numpy(dw))
+    with torch.no_grad():
+        loss = model(**padded, labels=labels).loss
+        only_valid = torch.nn.functional.cross_entropy(cropped, torch.from_numpy(dw), ignore_index=ignore)
+    assert torch.isclose(loss, only_valid)  # the padding does not enter the loss
+    centre = GeoMeldImageProcessor.from_model_config(cfg, crop_size=64)
+    cut = centre({"sentinel2_l2a": s2}, band_names=S2_NAMES)
+    grid = np.arange(224 * 224).reshape(1, 224, 224)
+    np.testing.assert_array_equal(centre.to_output_grid(grid, cut, fill=-1), grid[:, 80:144, 80:144])
+    with pytest.raises(ValueError, match=r"array's grid \(120, 120\) must be the input's \[224, 224\]"):
+        centre.to_output_grid(grid[:, :120, :120], cut, fill=-1)
+
+
+def test_explicit_random_crops_are_reproducible_per_seed_and_reported(terramind_dir: Path) -> None:
+    s2 = _tile(terramind_dir)["sentinel2_l2a"]
+    proc = GeoMeldImageProcessor(input_modalities={"sentinel2": []}, crop_size=64, crop_mode="random")
+    windows = []
+    for seed in range(6):
+        a = proc({"sentinel2_l2a": s2}, band_names=S2_NAMES, seed=seed)
+        b = proc({"sentinel2_l2a": s2}, band_names=S2_NAMES, seed=seed)
+        assert torch.equal(a["pixel_values"]["sentinel2"], b["pixel_values"]["sentinel2"]) and a["transforms"] == b["transforms"]
+        (crop,) = a["transforms"]
+        assert (crop["op"], crop["mode"], crop["height"], crop["width"], crop["input_height"]) == ("crop", "random", 64, 64, 224)
+        y, x = crop["y0"], crop["x0"]
+        back = _denormalise(proc, "sentinel2_l2a", a["pixel_values"]["sentinel2"][0])
+        np.testing.assert_allclose(back, s2[:, y : y + 64, x : x + 64], atol=0.05)  # the reported window
+        assert a["valid_region"].tolist() == [[0, 0, 64, 64]]
+        windows.append((y, x))
+    assert len(set(windows)) > 1  # the seed moves the window
+    centre = GeoMeldImageProcessor(input_modalities={"sentinel2": []}, crop_size=64)({"sentinel2_l2a": s2}, band_names=S2_NAMES)
+    assert centre["transforms"][0] | {} == {"op": "crop", "mode": "center", "y0": 80, "x0": 80, "height": 64, "width": 64,
+                                             "input_height": 224, "input_width": 224}  # fmt: skip
+
+
+def test_an_input_smaller_than_the_crop_is_padded_and_reported_not_refused() -> None:
+    proc = GeoMeldImageProcessor(input_modalities=INPUTS, crop_size=32, crop_mode="random")
+    out = proc({"sentinel1": np.full((2, 20, 48), -12.0, np.float32)}, band_names={"sentinel1": ["VV", "VH"]}, seed=1)
+    assert out["pixel_values"]["sentinel1"].shape == (1, 2, 32, 32)
+    assert out["valid_region"].tolist() == [[0, 0, 20, 32]] and out["original_size"].tolist() == [[20, 48]]
+    crop, pad = out["transforms"]
+    assert (crop["op"], crop["y0"], crop["height"], crop["width"]) == ("crop", 0, 20, 32)  # rows kept whole
+    assert pad == {"op": "pad", "where": "bottom_right", "bottom": 12, "right": 0, "height": 32, "width": 32,
+                   "fill": "no-data", "reason": "up to crop_size 32"}  # fmt: skip
+    v = out["valid_mask"]["sentinel1"][0]
+    assert v[:20].all() and not v[20:].any()
+    with pytest.raises(ValueError, match=r"crop_size must be None \(keep the input size\) or a positive multiple of patch_size 16, got 40"):
+        GeoMeldImageProcessor(input_modalities=INPUTS, crop_size=40)
+
+
+#: the preprocessor_config.json that the processor before this change saved (crop_size 112 was its default)
+OLD_SAVED_CONFIG = {
+    "auto_map": {"AutoImageProcessor": "image_processing_geomeld.GeoMeldImageProcessor"},
+    "crop_mode": "center",
+    "crop_size": 112,
+    "image_processor_type": "GeoMeldImageProcessor",
+    "input_modalities": {"sentinel2": list(SENTINEL2_BANDS)},
+    "patch_size": 16,
+    "s2_product": "l2a",
+    "stats": {},
+    "target_modalities": {"dem": ["elevation", "slope"], "sentinel1": ["VV", "VH"]},
+}
+
+
+def test_a_processor_saved_by_the_old_code_loads_and_reports_its_crop(tmp_path: Path, terramind_dir: Path) -> None:
+    import json
+
+    from transformers import AutoImageProcessor
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(OLD_SAVED_CONFIG))
+    old = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(old, GeoMeldImageProcessor) and old.crop_size == 112 and old.pixel_size_m is None
+    s2 = _tile(terramind_dir)["sentinel2_l2a"]
+    out = old({"sentinel2_l2a": s2}, band_names=S2_NAMES)
+    assert out["pixel_values"]["sentinel2"].shape == (1, 12, 112, 112)  # it crops as it says ...
+    assert out["transforms"] == [{"op": "crop", "mode": "center", "y0": 56, "x0": 56, "height": 112, "width": 112,
+                                  "input_height": 224, "input_width": 224}]  # ... and says so  # fmt: skip
+    full = AutoImageProcessor.from_pretrained(tmp_path, crop_size=None)  # the way out for inference
+    assert full({"sentinel2_l2a": s2}, band_names=S2_NAMES)["pixel_values"]["sentinel2"].shape[-2:] == (224, 224)
+    # what a release saves now is the inference default, whatever the training cropped
+    from modeling_geomeld.hub.folders import save_release_processor
+
+    training = GeoMeldImageProcessor(input_modalities={"sentinel2": []}, crop_size=64, crop_mode="random")
+    save_release_processor(training, tmp_path / "release")
+    saved = json.loads((tmp_path / "release" / "preprocessor_config.json").read_text())
+    assert saved.get("crop_size") is None and saved["crop_mode"] == "center" and training.crop_size == 64
+    assert AutoImageProcessor.from_pretrained(tmp_path / "release").crop_size is None
+
+
+def test_the_pretraining_collator_stacks_full_size_samples_of_several_sizes(terramind_dir: Path) -> None:
+    from modeling_geomeld.training.pretraining import PretrainingCollator
+
+    s2 = _tile(terramind_dir)["sentinel2_l2a"].astype(np.float32)
+    sample = lambda n: {"arrays": {"sentinel2_l2a": s2[:, :n, :n]}, "bands": S2_NAMES}  # noqa: E731
+    proc = GeoMeldImageProcessor(input_modalities={"sentinel2": []})
+    batch = PretrainingCollator(proc, use_captions=False, with_targets=False)([sample(120), sample(96)])
+    assert batch["pixel_values"]["sentinel2"].shape == (2, 12, 128, 128)
+    assert batch["valid_region"].tolist() == [[0, 0, 120, 120], [0, 0, 96, 96]]
+    v = batch["valid_mask"]["sentinel2"]
+    assert v[0, :120, :120].all() and not v[0, 120:].any() and v[1, :96, :96].all() and not v[1, 96:].any()
+    with pytest.raises(ValueError, match="different valid regions"):
+        proc.crop_to_valid(batch["pixel_values"]["sentinel2"], batch)
+
+
+# -- slope derived from elevation: Horn's method, as GDAL computes it ------------------------------------
+
+
+def _gdaldem_slope(src: Path, dst: Path) -> np.ndarray:
+    """`gdaldem slope -compute_edges -alg Horn` through the GDAL library that the rasterio wheel ships."""
+    import ctypes
+    import glob
+    import os
+
+    import rasterio
+
+    libs = glob.glob(os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs", "libgdal*.so*"))
+    if not libs:
+        pytest.skip("rasterio's bundled libgdal not found (a rasterio built against a system GDAL)")
+    gdal = ctypes.CDLL(libs[0])
+    gdal.GDALOpenEx.restype = ctypes.c_void_p
+    gdal.GDALOpenEx.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    gdal.GDALDEMProcessingOptionsNew.restype = ctypes.c_void_p
+    gdal.GDALDEMProcessingOptionsNew.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p]
+    gdal.GDALDEMProcessing.restype = ctypes.c_void_p
+    gdal.GDALDEMProcessing.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                       ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]  # fmt: skip
+    gdal.GDALClose.argtypes = [ctypes.c_void_p]
+    gdal.GDALDEMProcessingOptionsFree.argtypes = [ctypes.c_void_p]
+    gdal.GDALAllRegister()
+    args = [b"-compute_edges", b"-alg", b"Horn", b"-of", b"GTiff"]
+    options = gdal.GDALDEMProcessingOptionsNew((ctypes.c_char_p * (len(args) + 1))(*args, None), None)
+    source = gdal.GDALOpenEx(str(src).encode(), 0, None, None, None)
+    failed = ctypes.c_int(0)
+    result = gdal.GDALDEMProcessing(str(dst).encode(), source, b"slope", None, options, ctypes.byref(failed))
+    assert result and not failed.value, f"GDALDEMProcessing failed on {src}"
+    gdal.GDALClose(result)
+    gdal.GDALClose(source)
+    gdal.GDALDEMProcessingOptionsFree(options)
+    with rasterio.open(dst) as ds:
+        slope = ds.read(1)
+        return np.where(slope == ds.nodata, np.nan, slope) if ds.nodata is not None else slope
+
+
+CORNERS = (np.array([0, 0, -1, -1]), np.array([0, -1, 0, -1]))
+
+
+def test_slope_matches_gdaldem_on_real_dems(terramind_dir: Path, tmp_path: Path) -> None:
+    import rasterio
+
+    from modeling_geomeld.modalities import slope_degrees
+
+    for tile in (TILE, "282D_485L_3_3"):
+        src = terramind_dir / "DEM" / f"{tile}.tif"
+        with rasterio.open(src) as ds:
+            elevation, (xres, yres) = ds.read(1), ds.res
+            profile = ds.profile
+        assert xres == yres == 10.0
+        ours, gdal = slope_degrees(elevation, 10.0), _gdaldem_slope(src, tmp_path / f"{tile}.tif")
+        off_corner = np.ones(ours.shape, bool)
+        off_corner[CORNERS] = False
+        np.testing.assert_allclose(ours[off_corner], gdal[off_corner], atol=1e-3)  # edges included
+        assert gdal.max() > 10  # real relief, not a flat test
+    # no-data holes (NaN in a float DEM): GDAL's rule too, a missing neighbour counts as the centre value
+    holed = elevation.astype(np.float32)
+    holed[40:50, 60:75] = np.nan
+    holed[100, 100] = np.nan
+    with rasterio.open(tmp_path / "holed.tif", "w", **{**profile, "dtype": "float32", "nodata": float("nan")}) as ds:
+        ds.write(holed, 1)
+    ours, gdal = slope_degrees(holed, 10.0), _gdaldem_slope(tmp_path / "holed.tif", tmp_path / "holed_slope.tif")
+    assert np.array_equal(np.isnan(ours), np.isnan(holed)) and np.array_equal(np.isnan(gdal), np.isnan(holed))
+    off_corner = np.isfinite(holed)
+    off_corner[CORNERS] = False
+    np.testing.assert_allclose(ours[off_corner], gdal[off_corner], atol=1e-3)
+
+
+def test_slope_is_exact_on_a_plane_and_a_cone() -> None:
+    from modeling_geomeld.modalities import slope_degrees
+
+    yy, xx = np.mgrid[:40, :50].astype(np.float64) * 30.0  # metres on a 30 m grid
+    plane = 0.3 * xx - 0.4 * yy + 500.0  # gradient 0.5: 26.565 degrees everywhere, corners and edges too
+    np.testing.assert_allclose(slope_degrees(plane, 30.0), np.degrees(np.arctan(0.5)), atol=1e-4)
+    cone = -0.2 * np.hypot(xx - 600.0, yy - 600.0)  # 11.31 degrees away from the apex and its neighbours
+    away = np.hypot(xx - 600.0, yy - 600.0) > 100.0
+    np.testing.assert_allclose(slope_degrees(cone, 30.0)[away], np.degrees(np.arctan(0.2)), atol=0.6)
+    with pytest.raises(ValueError, match="pixel_size_m must be a positive number of metres, got 0"):
+        slope_degrees(plane, 0)
+
+
+def test_a_dem_with_elevation_only_gets_the_builders_slope(terramind_dir: Path) -> None:
+    from dataset_scripts.align import align
+    from dataset_scripts.terramind import s2_datetime
+    from dataset_scripts.types import AnchorRequest, LayerRef
+
+    request = AnchorRequest(TILE, [
+        LayerRef("sentinel2_l2a", str(terramind_dir / "S2L2A" / f"{TILE}.tif"), datetime=s2_datetime(terramind_dir, TILE)),
+        LayerRef("dem", str(terramind_dir / "DEM" / f"{TILE}.tif"), bands=("elevation",)),
+    ])  # fmt: skip
+    built = align(request)  # the real builder, which derives slope on its grid
+    assert built.bands["dem"] == ("elevation", "slope")
+    elevation, slope = built.arrays["dem"]
+    proc = GeoMeldImageProcessor(input_modalities={"dem": ["elevation", "slope"]}, target_modalities={"dem": []})
+    named = proc({"dem": elevation[None]}, band_names={"dem": ["elevation"]}, targets={"dem": elevation[None]},
+                 target_band_names={"dem": ["elevation"]})  # fmt: skip
+    unnamed = proc({"dem": elevation[None]})  # one band: the elevation
+    for out in (named, unnamed):
+        derived = _denormalise(proc, "dem", out["pixel_values"]["dem"][0])[1]
+        np.testing.assert_allclose(derived, slope, atol=1e-3)
+        assert out["transforms"][0] == {"op": "derive", "role": "input", "modality": "dem", "band": "slope",
+                                        "from": "elevation", "method": "horn", "pixel_size_m": 10.0}  # fmt: skip
+    dem_mean, dem_std = get_modality("dem").band_stats(["slope"], "default")
+    target_slope = named["targets"]["dem"][0, 1].numpy() * dem_std[0] + dem_mean[0]
+    np.testing.assert_allclose(target_slope, slope, atol=1e-3)
+    # the grid's own pixel size: a 30 m DEM has a third of the gradient of the same numbers at 10 m
+    coarse = proc({"dem": elevation[None]}, pixel_size_m=30.0)
+    assert coarse["transforms"][0]["pixel_size_m"] == 30.0
+    from modeling_geomeld.modalities import slope_degrees
+
+    np.testing.assert_allclose(_denormalise(proc, "dem", coarse["pixel_values"]["dem"][0])[1], slope_degrees(elevation, 30.0), atol=1e-3)
+
+
+def test_band_errors_name_what_was_expected_and_found_and_point_to_the_fix() -> None:
+    proc = GeoMeldImageProcessor(input_modalities={"dem": ["elevation", "slope"], "sentinel1": ["VV", "VH"]})
+    dem = np.full((1, 32, 32), 120.0, np.float32)
+    with pytest.raises(ValueError, match=r"dem: expected bands \['elevation', 'slope'\], found \['height'\]; "
+                                         r"'slope' is derived from 'elevation' when absent, but 'elevation' "
+                                         r"is missing too"):  # fmt: skip
+        proc({"dem": dem}, band_names={"dem": ["height"]})
+    with pytest.raises(ValueError, match=r"sentinel1 input lacks bands \['VH'\]; expected \['VV', 'VH'\], received \['VV', 'HH'\]"):
+        proc({"sentinel1": np.zeros((2, 32, 32), np.float32)}, band_names={"sentinel1": ["VV", "HH"]})
+    with pytest.raises(ValueError, match=r"dem: expected 2 bands \['elevation', 'slope'\] .* got 3"):
+        proc({"dem": np.zeros((3, 32, 32), np.float32)})
+    with pytest.raises(ValueError, match="pixel_size_m must be a positive number of metres, got -10"):
+        proc({"dem": dem}, pixel_size_m=-10)

@@ -29,7 +29,7 @@ def test_multimodal_pretraining_on_real_samples_runs_and_learns(terramind_dir: P
         freeze_text_tower=False,
     )
     data = read_all(terramind_dir)
-    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg, crop_size=112), load_text_tokenizer())  # training crop
     captions = [
         "a coastal lagoon and forest in southern Brazil",
         "dry highland savanna in Tanzania",

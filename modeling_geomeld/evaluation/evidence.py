@@ -25,11 +25,11 @@ HELD_OUT_CROPS = (5, 8)
 
 def terramind_samples(root: str | Path, tiles: tuple[str, ...], crop: int = 64) -> list[dict[str, Any]]:
     """Collator samples (arrays by registry name, band names, caption) for the crops of `tiles`."""
-    from dataset_scripts.align import slope_degrees
     from dataset_scripts.captions.pipeline import caption_aligned_sample
     from dataset_scripts.signals import compute_signals
     from dataset_scripts.terramind import LOCATIONS, S2L2A_BANDS, read_tile, s2_datetime, split_into_crops
     from dataset_scripts.types import AlignedSample
+    from modeling_geomeld.modalities import slope_degrees
 
     samples = []
     for tile in tiles:
@@ -87,7 +87,9 @@ def run_evidence(root: str | Path, steps: int = 200, seed: int = 0, split: str =
         "tiny",
         decoder_config={"target_modalities": {"sentinel2": [], "sentinel1": ["VV", "VH"], "dem": ["elevation", "slope"], "dynamic_world": []}},
     )
-    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(cfg), load_text_tokenizer())
+    processor = GeoMeldProcessor(
+        GeoMeldImageProcessor.from_model_config(cfg, crop_size=cfg.encoder_cfg.image_size), load_text_tokenizer()
+    )
     model = init_text_tower_from_minilm(GeoMeldForPreTraining(cfg))
     before = evaluate_pretraining(model, processor, test, seed=seed)
     collate = PretrainingCollator(processor)

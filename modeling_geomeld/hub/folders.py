@@ -57,11 +57,12 @@ def default_training_data(model: Any) -> list[DataSource]:
 
 
 def save_release_processor(processor: Any, folder: str | Path) -> None:
-    """Save `processor` into `folder` as a release would: centre crops where training cropped at random."""
+    """Save `processor` into `folder` as a release would: for inference, keeping the input size (no crop),
+    whatever crops the training used."""
     release = copy.deepcopy(processor)
     image = getattr(release, "image_processor", release)
-    if getattr(image, "crop_mode", None) == "random":
-        image.crop_mode = "center"
+    if hasattr(image, "crop_size"):
+        image.crop_size, image.crop_mode = None, "center"
     release.save_pretrained(str(folder))
 
 
@@ -83,7 +84,7 @@ def foreign_files(folder: str | Path) -> list[str]:
 
 
 def save_folder(model: Any, processor: Any, folder: str | Path, *, save_model: bool = True) -> Path:
-    """Weights (safetensors), config with auto_map and code, and the processor (centre crops) into `folder`,
+    """Weights (safetensors), config with auto_map and code, and the processor (no crop: inference keeps the input size) into `folder`,
     with any training-only pickle removed. ``save_model=False`` when the weights are there already
     (``Trainer.save_model``)."""
     folder = Path(folder)

@@ -67,11 +67,16 @@ class PretrainingCollator:
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         per = [self._one(s) for s in samples]
-        size = next(iter(per[0]["pixel_values"].values())).shape[-1]
+        # samples kept at their own size (a processor without crop_size) share the largest grid: the processor
+        # pads bottom/right, so padding them further keeps every `valid_region` where it is
+        grids = [next(iter(p["pixel_values"].values())).shape[-2:] for p in per]
+        size = (max(g[0] for g in grids), max(g[1] for g in grids))
         batch: dict[str, Any] = {
             "pixel_values": _stack(per, "pixel_values", size, fill=0.0),
             "valid_mask": _stack(per, "valid_mask", size, fill=False),
         }
+        if all("valid_region" in p for p in per):
+            batch["valid_region"] = torch.cat([p["valid_region"] for p in per])
         if any("targets" in p for p in per):
             batch["targets"] = _stack_targets(per, size)
         captions = [s.get("caption") for s in samples]
@@ -83,24 +88,35 @@ class PretrainingCollator:
         return batch
 
 
-def _stack(per: list[dict[str, Any]], field: str, size: int, fill: float | bool) -> dict[str, torch.Tensor]:
+def _padded(t: torch.Tensor, size: tuple[int, int], fill: float | bool) -> torch.Tensor:
+    """`t` (..., h, w) padded at the bottom/right to `size` with `fill` (the no-data of its kind)."""
+    if tuple(t.shape[-2:]) == size:
+        return t
+    out = torch.full((*t.shape[:-2], *size), fill, dtype=t.dtype)
+    out[..., : t.shape[-2], : t.shape[-1]] = t
+    return out
+
+
+def _stack(
+    per: list[dict[str, Any]], field: str, size: tuple[int, int], fill: float | bool
+) -> dict[str, torch.Tensor]:
     names = sorted({k for p in per for k in p[field]})
     out = {}
     for name in names:
         ref = next(p[field][name] for p in per if name in p[field])
         parts = [p[field][name] if name in p[field] else torch.full_like(ref, fill) for p in per]
-        out[name] = torch.cat(parts)
+        out[name] = torch.cat([_padded(t, size, fill) for t in parts])
     return out
 
 
-def _stack_targets(per: list[dict[str, Any]], size: int) -> dict[str, torch.Tensor]:
+def _stack_targets(per: list[dict[str, Any]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     names = sorted({k for p in per for k in p.get("targets", {})})
     out = {}
     for name in names:
         ref = next(p["targets"][name] for p in per if name in p.get("targets", {}))
         absent = -1 if get_modality(name).is_categorical else float("nan")  # no data: excluded from the loss
         parts = [p["targets"][name] if name in p.get("targets", {}) else torch.full_like(ref, absent) for p in per]
-        out[name] = torch.cat(parts)
+        out[name] = torch.cat([_padded(t, size, absent) for t in parts])
     return out
 
 
@@ -272,7 +288,9 @@ def pretrain(
     statistics = dataset_statistics(dataset)  # before loading: computing them refreshes the dataset card
     train = load_geomeld(dataset, split="train", streaming=streaming)
     config = GeoMeldConfig.from_preset(preset, **dict(config_overrides or {}))
-    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, crop_mode="random", **statistics.processor_kwargs()), load_text_tokenizer())
+    # training crops are fixed-size and random; the saved release keeps the input size (see save_release_processor)
+    crops = {"crop_size": config.encoder_cfg.image_size, "crop_mode": "random"}
+    processor = GeoMeldProcessor(GeoMeldImageProcessor.from_model_config(config, **crops, **statistics.processor_kwargs()), load_text_tokenizer())
     torch.manual_seed(seed)
     model = GeoMeldForPreTraining(config)
     if init_text_from_minilm and not model.geomeld.text_tower_loaded:  # loaded at construction when at hand
@@ -330,7 +348,7 @@ def write_release(
     pipeline_check: bool | None = None,
 ) -> None:
     """The release folder of a pretraining run: `Trainer.save_model` weights and config (with the code its
-    auto_map names), the processor with centre crops, log.csv, the loss plot and the model card."""
+    auto_map names), the processor (no crop: inference keeps the input size), log.csv, the loss plot and the model card."""
     from modeling_geomeld.hub.cards import write_pretraining_card
     from modeling_geomeld.hub.folders import default_training_data, save_folder
 
