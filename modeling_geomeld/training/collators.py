@@ -170,8 +170,8 @@ class GeoMeldDataCollator:
                 "crop_size (crop_mode='random' for training) or batch rows of one size"
             )
         return {
-            "pixel_values": PixelValues(_stack(per, "pixel_values", grids[0][0], fill=0.0)),
-            "valid_mask": _stack(per, "valid_mask", grids[0][0], fill=False),
+            "pixel_values": PixelValues(_stack(per, "pixel_values", grids[0], fill=0.0)),
+            "valid_mask": _stack(per, "valid_mask", grids[0], fill=False),
         }
 
     # -- labels ---------------------------------------------------------------------------------------
@@ -343,12 +343,16 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"{where}: expected integer class indices (H, W) as the label, found dtype {label.dtype}"
             )
-        if label.shape != grid:
+        patch = int(getattr(self.image_processor, "patch_size", 1))
+        if label.ndim != 2 or not all(0 <= g - n < patch for g, n in zip(grid, label.shape, strict=True)):
             raise ValueError(
-                f"{where}: expected a label of the processed grid {grid[0]}x{grid[1]}, found shape {label.shape}; "
-                "labels are not resampled: give the processor crop_size=None so it keeps the input grid"
+                f"{where}: expected a label of the processed grid {grid[0]}x{grid[1]} (or of the input, which the "
+                f"processor pads at the bottom/right to the patch multiple), found shape {label.shape}; labels are "
+                "not resampled: give the processor crop_size=None so it keeps the input grid"
             )
         out = label.astype(np.int64)
+        if out.shape != grid:  # the processor padded the image to the patch multiple: the padding is unknown
+            out = np.pad(out, ((0, grid[0] - out.shape[0]), (0, grid[1] - out.shape[1])), constant_values=self.ignore_index)
         unknown = (out < 0) | (out == self.ignore_index)
         if self.num_labels is not None and (out[~unknown] >= self.num_labels).any():
             raise ValueError(
