@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "modeling_geomeld.training.finetune_cli",
     "modeling_geomeld.conversion.cli",
     "modeling_geomeld.export.cli",
+    "modeling_geomeld.inference.cli",
     "dataset_scripts.cli",
     "dataset_scripts.captions.cli",
     "space_app.cli",
