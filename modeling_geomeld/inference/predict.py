@@ -177,7 +177,15 @@ def load_model(checkpoint: str, task: Task | None) -> tuple[Any, Task]:
         "segment": AutoModelForSemanticSegmentation, "classify": AutoModelForImageClassification,
         "embed": GeoMeldVisionModel,
     }[task]  # fmt: skip
-    model, info = loader.from_pretrained(checkpoint, output_loading_info=True)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if task == "embed":  # a task checkpoint's head is unexpected by the encoder alone, and that is fine
+        hf_logging.set_verbosity_error()
+    try:
+        model, info = loader.from_pretrained(checkpoint, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", ()) if "encoder." in k or "decode_head" in k or "classifier" in k]
     if missing:
         raise UsageError(f"{checkpoint} lacks weights {missing[:5]} for --task {task}; refusing to predict with random ones")

@@ -167,14 +167,21 @@ class SceneReader:
         h = min(size, self.height - row)
         w = min(size, self.width - col)
         data = self._sources[key].read(layer.indexes, window=Window(col, row, w, h), out_dtype="float32")
-        if layer.nodata is not None:
-            data[data == layer.nodata] = np.nan
-        if (h, w) == (size, size):
-            return data
-        pad = ((0, 0), (0, size - h), (0, size - w))
-        if edge == "reflect" and h > 1 and w > 1:
-            return np.pad(data, pad, mode="reflect")
-        return np.pad(data, pad, mode="constant", constant_values=np.nan)
+        return pad_window(data, size, edge, layer.nodata)
+
+
+def pad_window(data: np.ndarray, size: int, edge: str = "reflect", nodata: float | None = None) -> np.ndarray:
+    """A window read (C, h, w) as float32 with ``nodata`` as NaN, padded at the bottom/right to (C, size, size)."""
+    data = data.astype(np.float32)  # a copy: never writes NaN into the caller's array
+    if nodata is not None:
+        data[data == nodata] = np.nan
+    h, w = data.shape[1:]
+    if (h, w) == (size, size):
+        return data
+    pad = ((0, 0), (0, size - h), (0, size - w))
+    if edge == "reflect" and h > 1 and w > 1:
+        return np.pad(data, pad, mode="reflect")
+    return np.pad(data, pad, mode="constant", constant_values=np.nan)
 
 
 @dataclass
