@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def build_scene(cache: Path, size: int) -> Path:
     with rasterio.open(files["B02"]) as ref:
         h, w, crs, transform = ref.height, ref.width, ref.crs, ref.transform
     bands = []
-    for name, p in files.items():
+    for p in files.values():
         with rasterio.open(p) as ds:
             bands.append(ds.read(1, out_shape=(h, w), resampling=Resampling.bilinear))
     scene = np.stack(bands)  # (13, h, w) uint16, 10 m
@@ -111,7 +112,13 @@ def arm_in_memory(checkpoint: str, scene: str, out: str, tile: int, overlap: int
     import rasterio
 
     from modeling_geomeld.inference.predict import (
-        OutputSpec, TileRun, class_colours, finalise, load_model, load_processor, make_head,
+        OutputSpec,
+        TileRun,
+        class_colours,
+        finalise,
+        load_model,
+        load_processor,
+        make_head,
     )  # fmt: skip
     from modeling_geomeld.inference.scene_io import ResumableWriter, gdal_env, pad_window
     from modeling_geomeld.inference.tiling import RowBandBlender, TileGrid, window_weights
@@ -185,7 +192,7 @@ def main() -> None:
     scene = build_scene(cache, args.size)
     checkpoint = build_checkpoint(cache)
     print(f"scene {scene} ({args.size} x {args.size}, built or cached in {time.perf_counter() - t:.0f} s)", flush=True)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for arm in args.arms:
         out_tif = cache / f"out_{arm}_{args.size}.tif"
         for stale in cache.glob(f"{out_tif.name}*"):

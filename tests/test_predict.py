@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,17 +25,17 @@ import rasterio
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from make_scene import S2_BANDS, write_s1, write_s2  # noqa: E402
+from make_scene import S2_BANDS, write_s1, write_s2
 
-from dataset_scripts.errors import UsageError  # noqa: E402
-from modeling_geomeld import (  # noqa: E402
+from dataset_scripts.errors import UsageError
+from modeling_geomeld import (
     GeoMeldConfig,
     GeoMeldForImageClassification,
     GeoMeldForSemanticSegmentation,
     GeoMeldImageProcessor,
 )
-from modeling_geomeld.inference import PredictOptions, predict_scene, ramp  # noqa: E402
-from modeling_geomeld.modalities import get_modality  # noqa: E402
+from modeling_geomeld.inference import PredictOptions, predict_scene, ramp
+from modeling_geomeld.modalities import get_modality
 
 H, W = 384, 352  # multiples of the patch (16), so the whole-image reference needs no padding
 CLASSES = ["water", "trees", "crops", "built"]  # Dynamic World names: their legend colours are expected
@@ -49,7 +50,7 @@ def _config(inputs: dict[str, list[str]] | None = None, **kw: object) -> GeoMeld
     )
 
 
-def _save(model: torch.nn.Module, config: GeoMeldConfig, out: Path) -> Path:
+def _save(model: Any, config: GeoMeldConfig, out: Path) -> Path:
     model.save_pretrained(out)
     GeoMeldImageProcessor.from_model_config(config).save_pretrained(out)
     return out
@@ -300,10 +301,10 @@ def test_band_names_are_checked_before_any_pixel_is_read(work: dict[str, Path]) 
     wrong[7] = "B10"  # B08 missing
     with pytest.raises(UsageError, match=r"lacks bands \['B08'\]"):
         predict_scene(seg, {"sentinel2_l2a": work["s2"]}, out, _opts(), band_names={"sentinel2_l2a": wrong})
-    with pytest.raises(UsageError, match="names 3 bands .* holds 12"):
+    with pytest.raises(UsageError, match=r"names 3 bands .* holds 12"):
         predict_scene(seg, {"sentinel2_l2a": work["s2"]}, out, _opts(), band_names={"sentinel2_l2a": ["B01", "B02", "B03"]})
     unnamed = write_s2(work["root"] / "unnamed.tif", 64, 64, descriptions=False)
-    with pytest.raises(UsageError, match="carry no .*--bands"):
+    with pytest.raises(UsageError, match=r"carry no .*--bands"):
         predict_scene(seg, {"sentinel2_l2a": unnamed}, out, _opts(tile=64, overlap=0))
 
 

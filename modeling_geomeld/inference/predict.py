@@ -456,7 +456,7 @@ def predict_scene(
         writer.open()
         run = TileRun(
             head, processor, grid, out_grid, window_weights(out_grid.tile, out_grid.overlap, opts.blend),
-            lambda k, y, x, s: reader.read(k, y, x, s, opts.edge), {k: l.names for k, l in reader.layers.items()},
+            lambda k, y, x, s: reader.read(k, y, x, s, opts.edge), {k: layer.names for k, layer in reader.layers.items()},
             opts.batch_size, opts.device,
         )  # fmt: skip
         report = _stream(run, writer, opts, task)
@@ -477,7 +477,6 @@ def _stream(run: TileRun, writer: ResumableWriter, opts: PredictOptions, task: s
     start = next((r for r in range(n_rows) if r not in done), n_rows)
     blender = RowBandBlender(run.head.channels, out_grid)
     bar = tqdm(total=n_rows * n_cols, initial=start * n_cols, unit="tile", desc=f"predict {task}", disable=not opts.progress)
-    written = 0
     pixels = 0
     if 0 < start < n_rows and grid.overlap:
         # a resumed run: the previous row of tiles is predicted again (not written) to restore the overlap it
@@ -488,7 +487,7 @@ def _stream(run: TileRun, writer: ResumableWriter, opts: PredictOptions, task: s
     else:
         blender.reset(out_grid.rows[start] if start < n_rows else 0)
     for r in range(start, n_rows):
-        if opts.max_blocks is not None and written >= opts.max_blocks:
+        if opts.max_blocks is not None and r - start >= opts.max_blocks:
             break
         bad: list[BadWindow] = []
         run.run_row(r, blender, bad, bar.update)
@@ -497,8 +496,8 @@ def _stream(run: TileRun, writer: ResumableWriter, opts: PredictOptions, task: s
         block = finalise(run.head, values, weight, writer.spec.dtype)
         counts = {"windows_ok": n_cols - len(bad), "nodata_pixels": int((weight <= 0).sum())}
         writer.write_block(r, row0, block, [asdict(b) for b in bad], counts)
-        written += 1
-        pixels += (min(grid.band_rows(r)[1], grid.height) - grid.rows[r]) * grid.width
+        band_start, band_stop = grid.band_rows(r)
+        pixels += (band_stop - band_start) * grid.width
     bar.close()
     complete = len(writer.done) == n_rows
     state = writer.state
