@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from affine import Affine
 
 from dataset_scripts.budget import DEFAULT_MAX_READ_VALUES, check_read_budget
 from dataset_scripts.errors import UsageError
@@ -357,6 +358,12 @@ def finalise(head: TaskHead, values: np.ndarray, weight: np.ndarray, dtype: str)
 # The command's library entry point
 
 
+def _writes_float16() -> bool:
+    from rasterio.dtypes import check_dtype
+
+    return bool(check_dtype("float16"))
+
+
 def _scene_budget(what: str, bands: int, height: int, width: int, dtype: str, limit: int, hint: str) -> None:
     try:
         check_read_budget(bands, height, width, dtype, limit, what)
@@ -417,6 +424,15 @@ def predict_scene(
         raise UsageError(
             f"--tile {opts.tile} and --overlap {opts.overlap} must be multiples of the patch size {patch} with overlap < tile"
         )
+    if opts.dtype not in ("float32", "float16"):
+        raise UsageError(f"--dtype must be float32 or float16, got {opts.dtype!r}")
+    if opts.dtype == "float16" and not _writes_float16():
+        import rasterio
+
+        raise UsageError(
+            f"--dtype float16 needs GDAL >= 3.11 (Float16 GeoTIFFs); this rasterio has GDAL {rasterio.__gdal_version__}: "
+            "use --dtype float32"
+        )
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
     wanted = {k: list(processor.input_modalities[resolve(k)[0].name]) for k in inputs}
@@ -436,7 +452,7 @@ def predict_scene(
         _scene_budget(f"one {opts.tile} px tile", reader.total_bands, opts.tile, opts.tile, "float32", DEFAULT_MAX_READ_VALUES, "use a smaller --tile")
         grid = TileGrid(reader.height, reader.width, opts.tile, opts.overlap)
         out_grid = grid.scaled(head.scale) if head.scale > 1 else grid
-        transform = reader.transform * reader.transform.scale(head.scale) if head.scale > 1 else reader.transform
+        transform = reader.transform @ Affine.scale(head.scale) if head.scale > 1 else reader.transform
         is_class = task == "segment"
         spec = OutputSpec(
             count=1 if is_class else head.channels, dtype="uint8" if is_class else opts.dtype,
