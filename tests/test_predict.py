@@ -239,9 +239,10 @@ def test_resume_after_a_killed_process_equals_an_uninterrupted_run(work: dict[st
     done = json.loads(state.read_text())["done"]
     assert 1 <= len(done) < 6 and not killed.exists()
     opts = _opts(tile=96, overlap=32, batch_size=1)
-    resumed = predict_scene(str(work["seg"]), {"sentinel2_l2a": work["s2"]}, killed, opts)
+    inputs = {"sentinel2": work["s2"]}  # what the CLI makes of a bare --input for an S2-only model
+    resumed = predict_scene(str(work["seg"]), inputs, killed, opts)
     assert resumed.resumed and resumed.complete
-    predict_scene(str(work["seg"]), {"sentinel2_l2a": work["s2"]}, full, opts)
+    predict_scene(str(work["seg"]), inputs, full, opts)
     with rasterio.open(full) as a, rasterio.open(killed) as b:
         assert np.array_equal(a.read(), b.read())
 
