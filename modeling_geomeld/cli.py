@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "modeling_geomeld.conversion.cli",
     "modeling_geomeld.export.cli",
     "modeling_geomeld.evaluation.benchmark_cli",
+    "modeling_geomeld.inference.cli",
     "dataset_scripts.cli",
     "dataset_scripts.captions.cli",
     "space_app.cli",
