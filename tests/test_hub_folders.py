@@ -32,6 +32,7 @@ from modeling_geomeld import (
 from modeling_geomeld.hub import (
     DataSource,
     Score,
+    complete_adapter_folder,
     complete_folder,
     foreign_files,
     sources_for,
@@ -256,3 +257,26 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
     assert foreign_files(folder) == []
     for f in (folder, folder / "merged"):
         _no_local_paths(f, tmp_path)
+
+
+def test_an_adapter_on_a_base_given_by_a_relative_path_loads_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`geomeld finetune --checkpoint base --save-adapter DIR` from one folder, `AutoPeftModel` from another:
+    PEFT records the relative `base`, which the loader resolves against its own working directory."""
+    from peft import AutoPeftModel
+
+    torch.manual_seed(0)
+    monkeypatch.chdir(tmp_path)
+    GeoMeldModel(tiny_config(**S2_ONLY)).save_pretrained("base")
+    model = GeoMeldForImageClassification.from_pretrained("base", id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    peft_model, _ = prepare_model(model, "lora", lr=1e-3)
+    complete_adapter_folder(peft_model, "adapter", base_model="base")
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str((tmp_path / "base").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = AutoPeftModel.from_pretrained(tmp_path / "adapter", id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    assert isinstance(loaded.get_base_model(), GeoMeldForImageClassification)
+    assert "/tmp/" not in (tmp_path / "adapter" / "README.md").read_text(encoding="utf-8")  # the card stays path-free
