@@ -1,0 +1,108 @@
+"""Issue 13's parts used together, as a new user chains them: a labelled manifest over real GeoTIFFs ->
+`geomeld finetune --task labels:...` -> the saved folder in stock `pipeline()`s and in `geomeld predict`.
+
+Each part has its own tests; these guard the seams between them (what one part writes, the next must read).
+Tiny models, two optimiser steps, real TerraMesh GeoTIFFs from ../shared/data (skipped where absent).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from modeling_geomeld.cli import main
+from modeling_geomeld.modalities import SENTINEL2_BANDS
+
+rasterio = pytest.importorskip("rasterio")
+
+LOCATIONS = ("282D_485L_3_3", "38D_378R_2_3", "637U_59R_1_3")
+#: the TerraMesh land-cover classes (../shared/data/README.md), two of them with a user's own colour
+CLASSES = [
+    {"name": "water", "code": 1, "color": "#123456"},
+    {"name": "trees", "code": 2},
+    {"name": "flooded vegetation", "code": 3},
+    {"name": "crops", "code": 4, "color": "#fedcba"},
+    {"name": "built area", "code": 5},
+    {"name": "bare ground", "code": 6},
+    {"name": "snow/ice", "code": 7},
+    {"name": "clouds", "code": 8},
+    {"name": "rangeland", "code": 9},
+]
+
+
+def _in_geographic_crs(src_path: Path, dst_path: Path) -> Path:
+    """The land-cover map reprojected to EPSG:4326 (nearest): a user's mask in another CRS than the image."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(src_path) as src:
+        tf, width, height = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds, resolution=4.5e-5)
+        out = np.zeros((1, height, width), dtype=np.uint8)
+        reproject(src.read(), out, src_transform=src.transform, src_crs=src.crs, dst_transform=tf, dst_crs="EPSG:4326",
+                  resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)  # fmt: skip
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8", "crs": "EPSG:4326", "transform": tf, "nodata": 0}
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        dst.write(out)
+    return dst_path
+
+
+@pytest.fixture(scope="module")
+def lora_folder(terramind_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`geomeld finetune --task labels:seg.csv --mode lora --save-adapter DIR` on a README-style manifest."""
+    root = tmp_path_factory.mktemp("user")
+    manifest = root / "seg.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["anchor_id", "modality", "path", "label_path"])
+        for loc in LOCATIONS:
+            mask = _in_geographic_crs(terramind_dir / "LULC" / f"{loc}.tif", root / f"{loc}_mask.tif")
+            writer.writerow([loc, "sentinel2_l2a", terramind_dir / "S2L2A" / f"{loc}.tif", mask.name])
+    manifest.with_suffix(".yaml").write_text(
+        yaml.safe_dump({"classes": CLASSES, "nodata": [0], "size_px": 64, "test_fraction": 0.34}), encoding="utf-8"
+    )
+    with pytest.warns(UserWarning, match="far from the checkpoint's statistics"):  # B01 of TerraMesh vs defaults
+        code = main(["finetune", "--task", f"labels:{manifest}", "--mode", "lora", "--save-adapter", str(root / "lora"),
+                     "--steps", "2", "--seeds", "0", "--batch-size", "2", "--out", str(root / "run")])  # fmt: skip
+    assert code == 0
+    return root / "lora"
+
+
+def test_predict_colours_the_class_map_with_the_manifests_colours(
+    lora_folder: Path, terramind_dir: Path, tmp_path: Path
+) -> None:
+    """The class list's colours reach the COG's colour table (they were dropped between the manifest and the
+    model, so predict fell back to the palette); classes without a colour keep predict's own choice."""
+    from modeling_geomeld.inference.predict import class_colours
+
+    config = json.loads((lora_folder / "merged" / "config.json").read_text())
+    assert config["label_colors"] == [c.get("color") for c in CLASSES]
+    scene = terramind_dir / "S2L2A" / "637U_59R_1_3.tif"
+    out = tmp_path / "map.tif"
+    code = main(["predict", "--checkpoint", str(lora_folder / "merged"), "--input", f"sentinel2_l2a={scene}",
+                 "--bands", ",".join(SENTINEL2_BANDS), "--out", str(out), "--tile", "128", "--overlap", "32",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    names = [c["name"] for c in CLASSES]
+    fallback = class_colours(names)
+    with rasterio.open(out) as ds, rasterio.open(scene) as src:
+        assert ds.crs == src.crs and ds.transform == src.transform and ds.shape == src.shape
+        assert json.loads(ds.tags()["class_names"]) == names
+        colours = ds.colormap(1)
+    assert colours[0] == (0x12, 0x34, 0x56, 255) and colours[3] == (0xFE, 0xDC, 0xBA, 255)
+    assert colours[1] == fallback[1] and colours[4] == fallback[4]
+
+
+def test_a_colour_that_is_not_hex_is_refused_naming_the_class(tmp_path: Path) -> None:
+    from dataset_scripts.errors import UsageError
+    from dataset_scripts.labels import read_settings
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("anchor_id,modality,path,label\n", encoding="utf-8")
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(yaml.safe_dump({"classes": [{"name": "water", "color": "blue"}, "trees"]}), encoding="utf-8")
+    with pytest.raises(UsageError, match=r"class 'water': expected `color` as '#rrggbb', found 'blue'"):
+        read_settings(manifest, classes)
