@@ -404,3 +404,19 @@ def test_segmentation_labels_follow_the_processors_padding(crops: dict[str, Any]
     expected = torch.from_numpy(crops["seg"][0][:side, :side].astype(np.int64))
     assert torch.equal(labels[:side, :side], torch.where(expected < 0, -1, expected))
     assert not batch["valid_mask"]["sentinel2"][0, side:].any()
+
+
+def test_a_label_layer_without_registry_classes_needs_its_codes() -> None:
+    """The generic `label` layer (classes per task) maps through `label_codes`; without them it is refused, since
+    every pixel would be unknown and the loss zero."""
+    processor = _processor(tiny_config())
+    with pytest.raises(ValueError, match="declares no classes"):
+        SegmentationCollator(processor, label_layer="label")
+    with pytest.raises(ValueError, match="expected 3 codes"):
+        SegmentationCollator(processor, num_labels=3, label_layer="label", label_codes=[1, 2])
+    with pytest.raises(ValueError, match="expected label_layer too"):
+        SegmentationCollator(processor, label_codes=[1, 2])
+    collator = SegmentationCollator(processor, num_labels=3, label_layer="label", label_codes=[1, 2, 4])
+    codes = np.array([[1, 2], [4, 0]], dtype=np.uint8)
+    assert collator.code_lut is not None
+    assert collator.code_lut[codes].tolist() == [[0, 1], [2, -1]]

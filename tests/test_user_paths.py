@@ -106,3 +106,45 @@ def test_a_colour_that_is_not_hex_is_refused_naming_the_class(tmp_path: Path) ->
     classes.write_text(yaml.safe_dump({"classes": [{"name": "water", "color": "blue"}, "trees"]}), encoding="utf-8")
     with pytest.raises(UsageError, match=r"class 'water': expected `color` as '#rrggbb', found 'blue'"):
         read_settings(manifest, classes)
+
+
+def test_stock_trainer_on_the_built_labels_dataset_then_a_complete_folder(
+    lora_folder: Path, terramind_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load_dataset` of the dataset `geomeld finetune` built, the stock Trainer with `SegmentationCollator` on its
+    generic `label` layer, `trainer.save_model(folder)` and then `complete_folder(..., save_model=False)`: a folder
+    with its card and no pickle, which `pipeline()` serves. Without `label_codes` every pixel of the per-task
+    `label` layer was unknown and the loss exactly 0 (trained on nothing, silently)."""
+    import builtins
+
+    from datasets import load_dataset
+    from transformers import Trainer, TrainingArguments, pipeline
+
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForSemanticSegmentation, GeoMeldImageProcessor
+    from modeling_geomeld.hub import complete_folder, foreign_files
+    from modeling_geomeld.training.collators import SegmentationCollator
+
+    rows = load_dataset(str(lora_folder.parent / "run" / "labels-dataset"), split="train")
+    names = [c["name"] for c in CLASSES]
+    config = GeoMeldConfig.from_preset("tiny", id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    model = GeoMeldForSemanticSegmentation(config)
+    processor = GeoMeldImageProcessor.from_model_config(config)
+    with pytest.raises(ValueError, match="declares no classes .*expected label_codes"):
+        SegmentationCollator.for_model(model, processor, label_layer="label")
+    collator = SegmentationCollator.for_model(model, processor, label_layer="label", label_codes=[c["code"] for c in CLASSES])
+    batch = collator([rows[0]])
+    assert (batch["labels"] >= 0).any()  # the land-cover codes became class indices
+    args = TrainingArguments(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2, report_to="none",
+                             remove_unused_columns=False, save_strategy="no")  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, processing_class=processor)
+    assert trainer.train().training_loss > 0
+    folder = tmp_path / "final"
+    trainer.save_model(str(folder))
+    assert (folder / "training_args.bin").is_file()  # the Trainer's pickle: complete_folder removes it
+    complete_folder(trainer.model, processor, folder, save_model=False)
+    assert foreign_files(folder) == [] and (folder / "README.md").is_file()
+    prompts: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda *a: prompts.append(str(a)) or "n")
+    segmenter = pipeline("image-segmentation", model=str(folder))
+    out = segmenter(str(terramind_dir / "S2L2A" / "637U_59R_1_3.tif"), band_names={"sentinel2_l2a": list(SENTINEL2_BANDS)}, return_class_map=True)
+    assert out["class_map"].shape == (224, 224) and prompts == []

@@ -292,6 +292,10 @@ class SegmentationCollator(GeoMeldDataCollator):
     integer class indices, negative = unknown), or with `label_layer` a categorical layer of the row (a built
     dataset's `esa_worldcover` or `dynamic_world`, product codes mapped to class indices by the registry).
 
+    A layer whose classes are per task (the generic `label` layer that `geomeld finetune --task labels:...`
+    builds) has no codes in the registry: pass `label_codes`, the class list's codes in index order (the
+    `code:` of each class), or every pixel would be unknown and the loss zero.
+
     Labels are not resampled: the processor must keep the grid (crop_size=None), and the label grid must be the
     image's."""
 
@@ -302,6 +306,7 @@ class SegmentationCollator(GeoMeldDataCollator):
         num_labels: int | None = None,
         ignore_index: int = -1,
         label_layer: str | None = None,
+        label_codes: Sequence[int] | None = None,
         band_names: Mapping[str, Sequence[str]] | None = None,
         label_column: str = "label",
     ):
@@ -310,6 +315,23 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"label_layer must be a categorical layer, {label_layer!r} is {get_modality(label_layer).kind}"
             )
+        if label_codes is not None and label_layer is None:
+            raise ValueError("label_codes map a label_layer's stored codes; expected label_layer too, found none")
+        if label_layer is not None and label_codes is None and not get_modality(label_layer).classes:
+            raise ValueError(
+                f"label_layer {label_layer!r} declares no classes (they are per task): expected label_codes, the "
+                "class list's codes in index order (e.g. [1, 2, 4] for `classes: [{code: 1}, {code: 2}, {code: 4}]`), "
+                "found none"
+            )
+        self.code_lut: np.ndarray | None = None
+        if label_codes is not None:
+            codes = [int(c) for c in label_codes]
+            if len(set(codes)) != len(codes) or not all(0 <= c <= 255 for c in codes):
+                raise ValueError(f"label_codes: expected distinct class codes in 0..255, found {list(label_codes)}")
+            if num_labels is not None and len(codes) != num_labels:
+                raise ValueError(f"label_codes: expected {num_labels} codes (num_labels), found {len(codes)}")
+            self.code_lut = np.full(256, ignore_index, dtype=np.int64)
+            self.code_lut[codes] = np.arange(len(codes))
         self.num_labels = num_labels
         self.ignore_index = ignore_index
         self.label_layer = label_layer
@@ -334,6 +356,10 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"{where}: expected the label layer {self.label_layer!r}, found layers {sorted(images)}"
             )
+        if self.code_lut is not None:
+            codes = np.asarray(layer)[0]
+            codes = np.where(np.isfinite(codes), codes, 255).astype(np.int64) if codes.dtype.kind == "f" else codes.astype(np.int64)
+            return self.code_lut[np.clip(codes, 0, 255)]
         return get_modality(self.label_layer).codes_to_indices(np.asarray(layer)[0])
 
     def _check(self, label: np.ndarray, where: str, grid: tuple[int, int]) -> np.ndarray:
