@@ -129,7 +129,7 @@ def test_stock_trainer_on_the_built_labels_dataset_then_a_complete_folder(
     config = GeoMeldConfig.from_preset("tiny", id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     model = GeoMeldForSemanticSegmentation(config)
     processor = GeoMeldImageProcessor.from_model_config(config)
-    with pytest.raises(ValueError, match="declares no classes .*expected label_codes"):
+    with pytest.raises(ValueError, match=r"declares no classes .*expected label_codes"):
         SegmentationCollator.for_model(model, processor, label_layer="label")
     collator = SegmentationCollator.for_model(model, processor, label_layer="label", label_codes=[c["code"] for c in CLASSES])
     batch = collator([rows[0]])

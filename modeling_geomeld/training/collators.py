@@ -424,9 +424,7 @@ class SegmentationCollator(GeoMeldDataCollator):
         if missing:
             raise ValueError(f"rows {missing} have no label; expected one on every row or none")
         layouts = list(layouts) or [None] * len(rows)
-        return torch.from_numpy(
-            np.stack([
-                self._check(self._follow(v, lay), w, grid)
-                for v, w, lay in zip(found, where, layouts, strict=True) if v is not None
-            ])  # fmt: skip
-        )
+        checked = [
+            self._check(self._follow(v, lay), w, grid) for v, w, lay in zip(found, where, layouts, strict=True) if v is not None
+        ]
+        return torch.from_numpy(np.stack(checked))
