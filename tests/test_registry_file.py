@@ -99,6 +99,14 @@ def test_a_declared_sensor_is_normalised_with_its_declared_statistics(tmp_path: 
     assert not bool(batch["valid_mask"]["superdove"][0, 0, 0]) and int(batch["invalid_pixels"]["superdove"][0]) == 1
 
 
+def _without_the_file(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` (given `folder` as argv[1]) in a fresh process that never saw a registry file."""
+    env = {k: v for k, v in os.environ.items() if k != registry.REGISTRY_ENV}
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_config_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path: Path, clean_registry: None) -> None:
     from modeling_geomeld import GeoMeldConfig, GeoMeldVisionModel
 
@@ -121,12 +129,7 @@ def test_config_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path: P
         "out = model(pixel_values=batch['pixel_values'], valid_mask=batch['valid_mask'])\n"
         "print(mod.band('nir').wavelength_nm, mod.band_stats(['nir'])[1][0], tuple(out.pooler_output.shape))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != registry.REGISTRY_ENV}
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "model")],
-        capture_output=True, text=True, timeout=240, cwd=ROOT, env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _without_the_file(script, tmp_path / "model")
     assert done.stdout.split()[:2] == ["865.0", "800.0"]
 
 
@@ -283,12 +286,7 @@ def test_processor_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path
         "batch = proc({'superdove': dn}, band_names={'superdove': ['blue', 'green', 'red', 'nir']})\n"
         "print(type(proc).__name__, float(batch['pixel_values']['superdove'][0, 3, 0, 0]), tuple(batch['pixel_values']['superdove'].shape))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != registry.REGISTRY_ENV}
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "model")],
-        capture_output=True, text=True, timeout=240, cwd=ROOT, env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _without_the_file(script, tmp_path / "model")
     # nir normalised by the declared statistics (3400 - 2600) / 800 = 1.0; 20 px padded to the patch multiple
     assert done.stdout.split()[:2] == ["GeoMeldImageProcessor", "1.0"]
     assert done.stdout.strip().endswith("(1, 4, 32, 32)")
