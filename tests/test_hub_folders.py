@@ -254,6 +254,8 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
     assert (meta["geomeld"]["pipeline_check"] is True) == (f1 <= result["majority_baseline"]["micro_f1"])
     adapter_meta, adapter_body, _ = _card(folder)
     assert adapter_meta["library_name"] == "peft" and "no folder holds" in adapter_body
+    usage = adapter_body.split("## Usage", 1)[1].split("\n## ", 1)[0]
+    assert "AutoPeftModel" not in usage and "adapter/merged" in usage  # no snippet that cannot work
     assert foreign_files(folder) == []
     for f in (folder, folder / "merged"):
         _no_local_paths(f, tmp_path)

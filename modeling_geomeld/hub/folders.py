@@ -173,7 +173,7 @@ def complete_adapter_folder(peft_model: Any, folder: str | Path, *, base_model: 
         )
         card["sections"] = [("Base model", note), *card.get("sections", ())]
     shown = hub_id_or_none(base) or "path/or/hub-id/of/the/base"
-    return write_model_card(folder, kind=kind, base_model=base, adapter={"base_model": shown, "id2label": labels}, **card)
+    return write_model_card(folder, kind=kind, base_model=base, adapter={"base_model": shown, "id2label": labels, "base_saved": bool(base)}, **card)
 
 
 __all__ = [
