@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,8 @@ def _parse_classes(data: Any, where: str) -> ClassList:
         names.append(str(item["name"]).strip())
         codes.append(code)
         color = item.get("color") or item.get("colour")
+        if color and not (isinstance(color, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", color)):
+            raise UsageError(f"{where}: class {item['name']!r}: expected `color` as '#rrggbb', found {color!r}")
         colors.append(str(color) if color else None)
     keys: list[tuple[str, list[Any]]] = [("name", [n.lower() for n in names]), ("code", list(codes))]
     for what, values in keys:

@@ -36,6 +36,8 @@ class Task:
     test: TaskData
     input_modalities: dict[str, list[str]]
     description: str = ""
+    #: a "#rrggbb" colour per label (None where the class list gives none); None when the task has no colours
+    label_colors: list[str | None] | None = None
 
 
 def _process(processor: Any, images: dict[str, np.ndarray], band_names: dict[str, list[str]]) -> tuple[dict, dict]:
@@ -200,6 +202,7 @@ def labels_task(
         metric={"segmentation": "miou", "single_label": "accuracy", "multi_label": "micro_f1"}[manifest.kind],
         num_labels=n,
         label_names=list(manifest.classes.names),
+        label_colors=list(manifest.classes.colors) if any(manifest.classes.colors) else None,
         train=splits["train"],
         test=splits["test"],
         input_modalities={resolve(k)[0].name: names[k] for k in served},

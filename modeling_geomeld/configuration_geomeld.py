@@ -285,6 +285,9 @@ class GeoMeldConfig(PreTrainedConfig):
         segmentation_channels (`list[int]`, *optional*): widths of the UNet decoder's four up-blocks, deepest
             first; defaults to `[256, 128, 64, 32]`.
         semantic_loss_ignore_index (`int`, defaults to -1): label ignored by the segmentation loss (no data).
+        label_colors (`list[str | None]`, *optional*): a `"#rrggbb"` colour per class index (None: no colour
+            given), e.g. from a labelled manifest's class list; class maps (`geomeld predict`) use them in their
+            colour table.
         custom_modalities (`list[dict]`, *optional*): declarations of the user-declared modalities the model
             uses (`modalities.modality_to_dict`), filled in automatically and registered before the sub-configs
             are read, so a saved model loads in a process that never saw the user's registry file.
@@ -320,6 +323,7 @@ class GeoMeldConfig(PreTrainedConfig):
     label_smoothing: float = 0.0
     segmentation_channels: list[int] | None = None
     semantic_loss_ignore_index: int = -1
+    label_colors: list[str | None] | None = None
     custom_modalities: list[dict] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:

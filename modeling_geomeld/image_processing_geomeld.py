@@ -36,7 +36,16 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
-from .modalities import MODALITIES, Modality, reorder_bands, resolve, slope_degrees, validate_band_selection
+from .modalities import (
+    MODALITIES,
+    Modality,
+    declarations,
+    register_modality,
+    reorder_bands,
+    resolve,
+    slope_degrees,
+    validate_band_selection,
+)
 
 #: The physical range of every continuous band in its stored unit; a value outside it is a corrupt or
 #: unscaled pixel (3e38 fill values, a float64 overflow), never a measurement, and becomes no-data rather
@@ -283,6 +292,10 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         patch_size (`int`, defaults to 16): output sizes are multiples of it.
         pixel_size_m (`float`, *optional*): ground sampling distance of the input grid in metres, for bands
             derived from others (slope from elevation); defaults to the modality's (10 m for the DEM).
+        custom_modalities (`list[dict]`, *optional*): declarations of user-declared modalities
+            (`modalities.modality_to_dict`), registered before the band selections are checked. Filled in
+            automatically with the declarations of the user-declared modalities the processor uses, so a saved
+            processor loads in a process that never saw the user's registry file (as the config does).
     """
 
     model_input_names = ["pixel_values", "valid_mask"]
@@ -298,15 +311,20 @@ class GeoMeldImageProcessor(BaseImageProcessor):
         crop_mode: Literal["center", "random"] = "center",
         patch_size: int = 16,
         pixel_size_m: float | None = None,
+        custom_modalities: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        for entry in custom_modalities or []:  # before the band selections look the modalities up by name
+            register_modality(entry, origin="processor custom_modalities")
         self.input_modalities = validate_band_selection(
             "input_modalities", dict(input_modalities or {"sentinel2": []})
         )
         self.target_modalities = (
             validate_band_selection("target_modalities", dict(target_modalities)) if target_modalities else {}
         )
+        # only what this processor uses, so a processor of built-ins saves no empty declarations
+        self.custom_modalities = declarations([*self.input_modalities, *self.target_modalities])
         if s2_product not in ("l2a", "l1c"):
             raise ValueError(f"s2_product must be 'l2a' or 'l1c', got {s2_product!r}")
         if crop_mode not in ("center", "random"):

@@ -125,6 +125,9 @@ class _GeoMeldPipeline(Pipeline):
     _load_image_processor = None
     _load_feature_extractor = False  # type: ignore[assignment]
     _load_tokenizer: bool | None = False  # type: ignore[assignment]
+    # never: AutoVideoProcessor would derive a `GeoMeldVideoProcessor` from the folder's AutoImageProcessor
+    # auto_map and ask "Do you wish to run the custom code? [y/N]" (15 s wait) on every interactive load
+    _load_video_processor = False  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -638,6 +641,9 @@ def register_pipelines() -> None:
                     "_load_video_processor",
                 )
             }
+            # no image task's stock pipeline takes a video processor, and trying to load one from a GeoMeld
+            # folder prompts for remote code (see `_GeoMeldPipeline._load_video_processor`)
+            flags["_load_video_processor"] = False
             dispatch = type(
                 f"{cls.__name__}Dispatch",
                 (_TaskDispatch,),

@@ -32,6 +32,7 @@ from modeling_geomeld import (
 from modeling_geomeld.hub import (
     DataSource,
     Score,
+    complete_adapter_folder,
     complete_folder,
     foreign_files,
     sources_for,
@@ -253,6 +254,31 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
     assert (meta["geomeld"]["pipeline_check"] is True) == (f1 <= result["majority_baseline"]["micro_f1"])
     adapter_meta, adapter_body, _ = _card(folder)
     assert adapter_meta["library_name"] == "peft" and "no folder holds" in adapter_body
+    usage = adapter_body.split("## Usage", 1)[1].split("\n## ", 1)[0]
+    assert "AutoPeftModel" not in usage and "adapter/merged" in usage  # no snippet that cannot work
     assert foreign_files(folder) == []
     for f in (folder, folder / "merged"):
         _no_local_paths(f, tmp_path)
+
+
+def test_an_adapter_on_a_base_given_by_a_relative_path_loads_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`geomeld finetune --checkpoint base --save-adapter DIR` from one folder, `AutoPeftModel` from another:
+    PEFT records the relative `base`, which the loader resolves against its own working directory."""
+    from peft import AutoPeftModel
+
+    torch.manual_seed(0)
+    monkeypatch.chdir(tmp_path)
+    GeoMeldModel(tiny_config(**S2_ONLY)).save_pretrained("base")
+    model = GeoMeldForImageClassification.from_pretrained("base", id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    peft_model, _ = prepare_model(model, "lora", lr=1e-3)
+    complete_adapter_folder(peft_model, "adapter", base_model="base")
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str((tmp_path / "base").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = AutoPeftModel.from_pretrained(tmp_path / "adapter", id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    assert isinstance(loaded.get_base_model(), GeoMeldForImageClassification)
+    assert "/tmp/" not in (tmp_path / "adapter" / "README.md").read_text(encoding="utf-8")  # the card stays path-free

@@ -8,6 +8,7 @@ package cannot be imported.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import subprocess
@@ -408,7 +409,7 @@ def _save(model: Any, folder: Path, with_tokenizer: bool = False) -> Path:
 
 
 def test_saved_folders_carry_their_pipelines(
-    models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]]
+    models: dict[str, Any], tmp_path: Path, tiles: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _save(models["classifier"], tmp_path / "classifier")
     config = json.loads((folder / "config.json").read_text())
@@ -434,9 +435,15 @@ def test_saved_folders_carry_their_pipelines(
     ]
     assert set(seg) == {"image-feature-extraction", "image-segmentation"}
     assert set(rel) == {"image-feature-extraction", "zero-shot-image-classification"}
-    # with the package imported, the folder needs no remote code
+    # with the package imported, the folder needs no remote code, and nobody is asked for it: a prompt
+    # ("Do you wish to run the custom code? [y/N]", from AutoVideoProcessor) reads stdin through input()
     path = tiles["S2L2A"][0]
+    prompts: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda *a: prompts.append(str(a)) or "n")
     pipe = pipeline("image-classification", model=str(folder))
+    for task, saved in (("image-segmentation", tmp_path / "seg"), ("image-feature-extraction", tmp_path / "rel")):
+        pipeline(task, model=str(saved))
+    assert prompts == []
     assert isinstance(pipe, GeoMeldImageClassificationPipeline)
     assert pipe(path, band_names=S2_NAMES) == _pipe(
         "image-classification", models["classifier"], models["processor"]

@@ -99,6 +99,14 @@ def test_a_declared_sensor_is_normalised_with_its_declared_statistics(tmp_path: 
     assert not bool(batch["valid_mask"]["superdove"][0, 0, 0]) and int(batch["invalid_pixels"]["superdove"][0]) == 1
 
 
+def _without_the_file(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` (given `folder` as argv[1]) in a fresh process that never saw a registry file."""
+    env = {k: v for k, v in os.environ.items() if k != registry.REGISTRY_ENV}
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_config_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path: Path, clean_registry: None) -> None:
     from modeling_geomeld import GeoMeldConfig, GeoMeldVisionModel
 
@@ -121,12 +129,7 @@ def test_config_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path: P
         "out = model(pixel_values=batch['pixel_values'], valid_mask=batch['valid_mask'])\n"
         "print(mod.band('nir').wavelength_nm, mod.band_stats(['nir'])[1][0], tuple(out.pooler_output.shape))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != registry.REGISTRY_ENV}
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "model")],
-        capture_output=True, text=True, timeout=240, cwd=ROOT, env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _without_the_file(script, tmp_path / "model")
     assert done.stdout.split()[:2] == ["865.0", "800.0"]
 
 
@@ -255,3 +258,35 @@ def test_a_sensor_registered_after_the_writer_started_is_refused_by_the_manifest
     (tmp_path / "m.csv").write_text("anchor_id,modality,path\na,superdove,sd.tif\n")
     with pytest.raises(ValueError, match=r"m\.csv line 2: modality 'superdove' was registered after the builder's storage schema"):
         ManifestSource(str(tmp_path / "m.csv"))
+
+
+def test_processor_carries_the_declaration_and_loads_in_a_fresh_process(tmp_path: Path, clean_registry: None) -> None:
+    """A folder's processor, like its config, loads with `AutoImageProcessor` where the registry file never was."""
+    from modeling_geomeld import GeoMeldConfig, GeoMeldForSemanticSegmentation, GeoMeldImageProcessor
+    from modeling_geomeld.hub import complete_folder
+
+    load_registry_file(_yaml(tmp_path / "s.yaml", [DECLARATION]))
+    config = GeoMeldConfig.from_preset(
+        "tiny", num_labels=2, encoder_config={"input_modalities": {"superdove": ["blue", "green", "red", "nir"]}}
+    )
+    processor = GeoMeldImageProcessor.from_model_config(config)
+    assert [d["name"] for d in processor.custom_modalities] == ["superdove"]
+    assert GeoMeldImageProcessor().custom_modalities == []  # built-ins carry no declarations
+    complete_folder(GeoMeldForSemanticSegmentation(config), processor, tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "preprocessor_config.json").read_text())
+    assert saved["custom_modalities"][0]["bands"][3]["name"] == "nir"
+    script = (
+        "import sys, numpy as np\n"
+        "import modeling_geomeld\n"
+        "from transformers import AutoImageProcessor\n"
+        "from modeling_geomeld.modalities import MODALITIES\n"
+        "assert 'superdove' not in MODALITIES\n"
+        "proc = AutoImageProcessor.from_pretrained(sys.argv[1])\n"
+        "dn = np.full((4, 20, 20), 3400, dtype=np.uint16)\n"
+        "batch = proc({'superdove': dn}, band_names={'superdove': ['blue', 'green', 'red', 'nir']})\n"
+        "print(type(proc).__name__, float(batch['pixel_values']['superdove'][0, 3, 0, 0]), tuple(batch['pixel_values']['superdove'].shape))\n"
+    )
+    done = _without_the_file(script, tmp_path / "model")
+    # nir normalised by the declared statistics (3400 - 2600) / 800 = 1.0; 20 px padded to the patch multiple
+    assert done.stdout.split()[:2] == ["GeoMeldImageProcessor", "1.0"]
+    assert done.stdout.strip().endswith("(1, 4, 32, 32)")

@@ -404,3 +404,38 @@ def test_segmentation_labels_follow_the_processors_padding(crops: dict[str, Any]
     expected = torch.from_numpy(crops["seg"][0][:side, :side].astype(np.int64))
     assert torch.equal(labels[:side, :side], torch.where(expected < 0, -1, expected))
     assert not batch["valid_mask"]["sentinel2"][0, side:].any()
+
+
+def test_a_label_layer_without_registry_classes_needs_its_codes() -> None:
+    """The generic `label` layer (classes per task) maps through `label_codes`; without them it is refused, since
+    every pixel would be unknown and the loss zero."""
+    processor = _processor(tiny_config())
+    with pytest.raises(ValueError, match="declares no classes"):
+        SegmentationCollator(processor, label_layer="label")
+    with pytest.raises(ValueError, match="expected 3 codes"):
+        SegmentationCollator(processor, num_labels=3, label_layer="label", label_codes=[1, 2])
+    with pytest.raises(ValueError, match="expected label_layer too"):
+        SegmentationCollator(processor, label_codes=[1, 2])
+    collator = SegmentationCollator(processor, num_labels=3, label_layer="label", label_codes=[1, 2, 4])
+    codes = np.array([[1, 2], [4, 0]], dtype=np.uint8)
+    assert collator.code_lut is not None
+    assert collator.code_lut[codes].tolist() == [[0, 1], [2, -1]]
+
+
+def test_segmentation_labels_follow_the_processors_random_crops(crops: dict[str, Any]) -> None:
+    """Training crops (`crop_size`, `crop_mode="random"`): each row's label is cut where its image was (the
+    processor's own report), so two rows of one batch with different offsets keep image and label together.
+    They were refused ("labels are not resampled"), leaving segmentation without the crops training sets."""
+    processor = GeoMeldImageProcessor.from_model_config(_config(), crop_size=16, crop_mode="random")
+    rows = [{"sentinel2": crops["s2"][i], "label": crops["seg"][i]} for i in range(2)]
+    torch.manual_seed(3)
+    batch = SegmentationCollator(processor)(rows)
+    torch.manual_seed(3)  # the collator draws each row's crop seed from torch's RNG, in row order
+    for i, row in enumerate(rows):
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        alone = processor({"sentinel2": row["sentinel2"]}, band_names={"sentinel2": list(S2L2A_BANDS)}, seed=seed)
+        (crop,) = [t for t in alone["transforms"] if t["op"] == "crop"]
+        torch.testing.assert_close(batch["pixel_values"]["sentinel2"][i], alone["pixel_values"]["sentinel2"][0])
+        expected = row["label"][crop["y0"] : crop["y0"] + 16, crop["x0"] : crop["x0"] + 16].astype(np.int64)
+        assert torch.equal(batch["labels"][i], torch.from_numpy(np.where(expected < 0, -1, expected)))
+    assert tuple(batch["labels"].shape) == (2, 16, 16)

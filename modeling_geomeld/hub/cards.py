@@ -172,6 +172,13 @@ def _usage(kind: Kind, adapter: Mapping[str, Any] | None) -> str:
             'processor = AutoImageProcessor.from_pretrained("path/or/hub-id")\n'
             "```\n"
         )
+    if adapter.get("base_saved") is False:  # a random-init base: PEFT has nothing to load the adapter onto
+        merged = _usage(kind, None).replace('"path/or/hub-id"', '"path/or/hub-id/of/this/adapter/merged"')
+        return (
+            "The adapter's base is a random initialisation that no folder holds, so PEFT cannot load the adapter on\n"
+            "its own. Load the merged model saved beside it (`merged/`, the same weights with the adapter folded in):\n\n"
+            + merged
+        )
     labels = adapter.get("id2label") or {}
     label_args = f", id2label={dict(labels)!r}, label2id={ {v: k for k, v in labels.items()}!r}" if labels else ""
     base = adapter.get("base_model") or "BASE"
@@ -238,8 +245,8 @@ def write_model_card(
         results: evaluations that were run; ``None`` or empty writes no ``model-index``.
         pipeline_check: random or few-step weights: the card says it is a pipeline check, not a model.
         text_tower: the encoder was trained with its text tower (``zero-shot-image-classification``).
-        adapter: for a PEFT adapter folder, ``{"base_model": ..., "id2label": ...}``: ``library_name: peft`` and
-            the snippets that load it.
+        adapter: for a PEFT adapter folder, ``{"base_model": ..., "id2label": ..., "base_saved": bool}``: ``library_name: peft`` and
+            the snippets that load it (the merged model's when ``base_saved`` is False: no folder holds the base).
         sections: further ``(title, markdown)`` sections (training losses, statistics, ...).
         geomeld: extra facts for the ``geomeld`` metadata block (objectives, steps, ...).
     """

@@ -138,6 +138,22 @@ def point_adapter_at_auto_class(folder: str | Path, kind: Kind) -> dict[str, Any
     return config
 
 
+def absolute_local_base(folder: str | Path) -> str | None:
+    """Make ``adapter_config.json``'s ``base_model_name_or_path`` absolute when it names a local folder.
+
+    PEFT records the path the base was loaded from as given (``--checkpoint base``), and `AutoPeftModel`
+    resolves it against the *caller's* working directory, so a relative base breaks the adapter as soon as it
+    is loaded from anywhere else. A Hub id (no such local folder) is left as it is. Returns the value."""
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if base and not Path(base).is_absolute() and Path(base).is_dir():
+        config["base_model_name_or_path"] = str(Path(base).resolve())
+        path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        return config["base_model_name_or_path"]
+    return base
+
+
 def complete_adapter_folder(peft_model: Any, folder: str | Path, *, base_model: str | None = None, **card: Any) -> CardInfo:
     """Save a PEFT adapter (``adapter_model.safetensors``, ``adapter_config.json`` with an ``auto_mapping`` that
     `AutoPeftModel` follows) and its card (``library_name: peft``, ``base_model``, the loading snippets)."""
@@ -145,6 +161,7 @@ def complete_adapter_folder(peft_model: Any, folder: str | Path, *, base_model: 
     peft_model.save_pretrained(folder)
     kind = model_kind(peft_model)
     point_adapter_at_auto_class(folder, kind)
+    absolute_local_base(folder)
     base = base_model or peft_model.peft_config[peft_model.active_adapter].base_model_name_or_path
     config = peft_model.get_base_model().config
     labels = {int(k): v for k, v in (config.id2label or {}).items()} if kind != "pretrained" else {}
@@ -156,7 +173,7 @@ def complete_adapter_folder(peft_model: Any, folder: str | Path, *, base_model: 
         )
         card["sections"] = [("Base model", note), *card.get("sections", ())]
     shown = hub_id_or_none(base) or "path/or/hub-id/of/the/base"
-    return write_model_card(folder, kind=kind, base_model=base, adapter={"base_model": shown, "id2label": labels}, **card)
+    return write_model_card(folder, kind=kind, base_model=base, adapter={"base_model": shown, "id2label": labels, "base_saved": bool(base)}, **card)
 
 
 __all__ = [

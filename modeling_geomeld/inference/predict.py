@@ -244,16 +244,19 @@ def make_head(model: Any, task: Task, embed_level: str) -> TaskHead:
     return TaskHead(model, task, embed_level, width, patch if embed_level == "patch" else 1, [f"embedding_{i:03d}" for i in range(width)])
 
 
-def class_colours(names: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
-    """Index -> RGBA: the registry's legend colour where a class map of the registry has a class of that name
-    (Dynamic World, WorldCover), else the qualitative palette."""
+def class_colours(names: Sequence[str], colours: Sequence[str | None] | None = None) -> dict[int, tuple[int, int, int, int]]:
+    """Index -> RGBA: the model's own colour for the class (`config.label_colors`, from the class list it was
+    fine-tuned on), else the registry's legend colour where a class map of the registry has a class of that
+    name (Dynamic World, WorldCover), else the qualitative palette."""
     legend: dict[str, str] = {}
     for mod in MODALITIES.values():
         for c in mod.classes:
             legend.setdefault(c.name.strip().lower(), c.color)
+    own = list(colours or [])
     out = {}
     for i, name in enumerate(names):
-        colour = legend.get(name.strip().lower(), PALETTE[i % len(PALETTE)])
+        given = own[i] if i < len(own) else None
+        colour = given or legend.get(name.strip().lower(), PALETTE[i % len(PALETTE)])
         out[i] = (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255)
     out[CLASS_NODATA] = (0, 0, 0, 0)
     return out
@@ -458,7 +461,7 @@ def predict_scene(
             count=1 if is_class else head.channels, dtype="uint8" if is_class else opts.dtype,
             nodata=CLASS_NODATA if is_class else float("nan"), crs=reader.crs, transform=transform,
             height=out_grid.height, width=out_grid.width, descriptions=["class"] if is_class else head.descriptions,
-            colormap=class_colours(head.descriptions) if is_class else None,
+            colormap=class_colours(head.descriptions, getattr(model.config, "label_colors", None)) if is_class else None,
             resampling="nearest" if is_class else "average",
             tags={"geomeld_task": task, **({"class_names": json.dumps(head.descriptions)} if is_class else {})},
         )  # fmt: skip

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling_geomeld.image_processing_geomeld import to_output_grid
 from modeling_geomeld.modalities import get_modality, resolve
 from modeling_geomeld.modeling_geomeld import input_pixel_count
 from modeling_geomeld.training.pretraining import PretrainingCollator, RowCollator, _stack, row_to_sample
@@ -154,14 +155,21 @@ class GeoMeldDataCollator:
             out = self.image_processor(served, band_names=names, seed=seed)
         except ValueError as err:
             raise ValueError(f"{_where(row, index)}: {err}") from None
-        return {"pixel_values": out["pixel_values"], "valid_mask": out["valid_mask"]}
+        # what the processor did to this row's grid (crop, pad): per-pixel labels must follow it
+        layout = {k: out[k] for k in ("original_size", "transforms", "valid_mask") if k in out}
+        return {"pixel_values": out["pixel_values"], "valid_mask": out["valid_mask"], "layout": layout}
 
     def images(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """`pixel_values` (a `PixelValues`) and `valid_mask` of a batch; modalities some rows lack are zeros
         with a False mask."""
+        return self._images(rows)[0]
+
+    def _images(self, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[Mapping[str, Any] | None]]:
+        """`images`, and per row the processor's report of its layout (None for already processed rows)."""
         if not rows:
             raise ValueError("expected a non-empty list of rows, found none")
         per = [self._process(r, i) for i, r in enumerate(rows)]
+        layouts = [p.pop("layout", None) for p in per]
         grids = [tuple(next(iter(p["pixel_values"].values())).shape[-2:]) for p in per]
         if len(set(grids)) > 1:
             sizes = sorted({f"{h}x{w}" for h, w in grids})
@@ -169,10 +177,11 @@ class GeoMeldDataCollator:
                 f"rows of a batch must share one grid after processing, found {sizes}; give the processor a "
                 "crop_size (crop_mode='random' for training) or batch rows of one size"
             )
-        return {
+        batch = {
             "pixel_values": PixelValues(_stack(per, "pixel_values", grids[0], fill=0.0)),
             "valid_mask": _stack(per, "valid_mask", grids[0], fill=False),
         }
+        return batch, layouts
 
     # -- labels ---------------------------------------------------------------------------------------
     def _label(self, row: Mapping[str, Any]) -> Any:
@@ -181,14 +190,17 @@ class GeoMeldDataCollator:
                 return row[key]
         return None
 
-    def labels(self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int]) -> torch.Tensor | None:
-        """None: this collator gives unlabelled batches (embeddings, inference); the task collators add labels."""
+    def labels(
+        self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int], layouts: Sequence[Mapping[str, Any] | None] = ()
+    ) -> torch.Tensor | None:
+        """None: this collator gives unlabelled batches (embeddings, inference); the task collators add labels.
+        `layouts`: per row, what the processor did to its grid (segmentation labels follow crops and padding)."""
         return None
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        batch = self.images(rows)
+        batch, layouts = self._images(rows)
         grid = tuple(next(iter(batch["pixel_values"].values())).shape[-2:])
-        labels = self.labels(rows, (int(grid[0]), int(grid[1])))
+        labels = self.labels(rows, (int(grid[0]), int(grid[1])), layouts)
         if labels is not None:
             batch["labels"] = labels
         return batch
@@ -267,7 +279,9 @@ class ClassificationCollator(GeoMeldDataCollator):
             )
         return array.astype(np.float32)
 
-    def labels(self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int]) -> torch.Tensor | None:
+    def labels(
+        self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int], layouts: Sequence[Mapping[str, Any] | None] = ()
+    ) -> torch.Tensor | None:
         values = [self._label(r) for r in rows]
         if all(v is None for v in values):
             return None
@@ -292,8 +306,13 @@ class SegmentationCollator(GeoMeldDataCollator):
     integer class indices, negative = unknown), or with `label_layer` a categorical layer of the row (a built
     dataset's `esa_worldcover` or `dynamic_world`, product codes mapped to class indices by the registry).
 
-    Labels are not resampled: the processor must keep the grid (crop_size=None), and the label grid must be the
-    image's."""
+    A layer whose classes are per task (the generic `label` layer that `geomeld finetune --task labels:...`
+    builds) has no codes in the registry: pass `label_codes`, the class list's codes in index order (the
+    `code:` of each class), or every pixel would be unknown and the loss zero.
+
+    Labels are not resampled: the label grid must be the image's; the processor's crops (`crop_size`, random
+    or centre, as training sets) and padding are applied to it from the processor's own report
+    (`GeoMeldImageProcessor.to_output_grid`), the padding as `ignore_index`."""
 
     def __init__(
         self,
@@ -302,6 +321,7 @@ class SegmentationCollator(GeoMeldDataCollator):
         num_labels: int | None = None,
         ignore_index: int = -1,
         label_layer: str | None = None,
+        label_codes: Sequence[int] | None = None,
         band_names: Mapping[str, Sequence[str]] | None = None,
         label_column: str = "label",
     ):
@@ -310,6 +330,23 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"label_layer must be a categorical layer, {label_layer!r} is {get_modality(label_layer).kind}"
             )
+        if label_codes is not None and label_layer is None:
+            raise ValueError("label_codes map a label_layer's stored codes; expected label_layer too, found none")
+        if label_layer is not None and label_codes is None and not get_modality(label_layer).classes:
+            raise ValueError(
+                f"label_layer {label_layer!r} declares no classes (they are per task): expected label_codes, the "
+                "class list's codes in index order (e.g. [1, 2, 4] for `classes: [{code: 1}, {code: 2}, {code: 4}]`), "
+                "found none"
+            )
+        self.code_lut: np.ndarray | None = None
+        if label_codes is not None:
+            codes = [int(c) for c in label_codes]
+            if len(set(codes)) != len(codes) or not all(0 <= c <= 255 for c in codes):
+                raise ValueError(f"label_codes: expected distinct class codes in 0..255, found {list(label_codes)}")
+            if num_labels is not None and len(codes) != num_labels:
+                raise ValueError(f"label_codes: expected {num_labels} codes (num_labels), found {len(codes)}")
+            self.code_lut = np.full(256, ignore_index, dtype=np.int64)
+            self.code_lut[codes] = np.arange(len(codes))
         self.num_labels = num_labels
         self.ignore_index = ignore_index
         self.label_layer = label_layer
@@ -334,6 +371,10 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"{where}: expected the label layer {self.label_layer!r}, found layers {sorted(images)}"
             )
+        if self.code_lut is not None:
+            codes = np.asarray(layer)[0]
+            codes = np.where(np.isfinite(codes), codes, 255).astype(np.int64) if codes.dtype.kind == "f" else codes.astype(np.int64)
+            return self.code_lut[np.clip(codes, 0, 255)]
         return get_modality(self.label_layer).codes_to_indices(np.asarray(layer)[0])
 
     def _check(self, label: np.ndarray, where: str, grid: tuple[int, int]) -> np.ndarray:
@@ -348,7 +389,7 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"{where}: expected a label of the processed grid {grid[0]}x{grid[1]} (or of the input, which the "
                 f"processor pads at the bottom/right to the patch multiple), found shape {label.shape}; labels are "
-                "not resampled: give the processor crop_size=None so it keeps the input grid"
+                "not resampled: give them on the image's grid (the processor's crops and padding are applied to them)"
             )
         out = label.astype(np.int64)
         if out.shape != grid:  # the processor padded the image to the patch multiple: the padding is unknown
@@ -362,7 +403,19 @@ class SegmentationCollator(GeoMeldDataCollator):
         out[unknown] = self.ignore_index
         return out
 
-    def labels(self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int]) -> torch.Tensor | None:
+    def _follow(self, label: np.ndarray, layout: Mapping[str, Any] | None) -> np.ndarray:
+        """A label on the row's input grid, cropped and padded as the processor did the image (its report)."""
+        if layout is None or "transforms" not in layout:
+            return label
+        flat = label[0] if label.ndim == 3 and label.shape[0] == 1 else label
+        size = tuple(int(v) for v in np.asarray(layout["original_size"]).reshape(-1, 2)[0])
+        if flat.ndim != 2 or flat.shape != size or flat.dtype.kind not in "iu":
+            return label  # `_check` says what is wrong with it
+        return to_output_grid(flat.astype(np.int64), layout, fill=self.ignore_index)
+
+    def labels(
+        self, rows: Sequence[Mapping[str, Any]], grid: tuple[int, int], layouts: Sequence[Mapping[str, Any] | None] = ()
+    ) -> torch.Tensor | None:
         where = [_where(r, i) for i, r in enumerate(rows)]
         found = [self._row_label(r, w) for r, w in zip(rows, where, strict=True)]
         if all(v is None for v in found):
@@ -370,6 +423,8 @@ class SegmentationCollator(GeoMeldDataCollator):
         missing = [i for i, v in enumerate(found) if v is None]
         if missing:
             raise ValueError(f"rows {missing} have no label; expected one on every row or none")
-        return torch.from_numpy(
-            np.stack([self._check(v, w, grid) for v, w in zip(found, where, strict=True) if v is not None])
-        )
+        layouts = list(layouts) or [None] * len(rows)
+        checked = [
+            self._check(self._follow(v, lay), w, grid) for v, w, lay in zip(found, where, layouts, strict=True) if v is not None
+        ]
+        return torch.from_numpy(np.stack(checked))

@@ -160,6 +160,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"task {task.name}: {len(task.train)} train / {len(task.test)} test samples, {task.num_labels} labels ({task.description})")
     model_cls = GeoMeldForSemanticSegmentation if task.kind == "segmentation" else GeoMeldForImageClassification
     extra: dict[str, Any] = {"problem_type": "multi_label_classification"} if task.kind == "multi_label" else {}
+    if task.label_colors:  # the class list's colours travel with the model (predict's colour table)
+        extra["label_colors"] = task.label_colors
     id2label = dict(enumerate(task.label_names))
 
     def build() -> Any:
