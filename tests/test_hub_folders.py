@@ -261,6 +261,39 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
         _no_local_paths(f, tmp_path)
 
 
+def test_geomeld_finetune_save_model_writes_a_complete_folder_per_mode(tmp_path: Path) -> None:
+    """`geomeld finetune --mode all --save-model DIR`: the last seed's linear and full models, each a complete
+    folder (weights, processor, card with its measured score) that the Auto classes load and that predicts as the
+    run scored it; LoRA is left to --save-adapter."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_geobench import make_geobench
+
+    from modeling_geomeld.cli import main
+
+    root = make_geobench(tmp_path / "geobench", size=32)
+    folder = tmp_path / "models"
+    with pytest.warns(UserWarning, match="far from the checkpoint's statistics"):
+        code = main(
+            ["finetune", "--task", "geobench:m-cashew-plant", "--data-root", str(root), "--mode", "all", "--seeds", "0",
+             "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "out"), "--save-model", str(folder)]
+        )  # fmt: skip
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == ["full", "linear"]
+    for mode in ("full", "linear"):
+        model = AutoModelForSemanticSegmentation.from_pretrained(folder / mode)
+        assert isinstance(model, GeoMeldForSemanticSegmentation)
+        assert isinstance(AutoImageProcessor.from_pretrained(folder / mode), GeoMeldImageProcessor)
+        meta, body, _ = _card(folder / mode)
+        (score,) = meta["model-index"][0]["results"]
+        assert score["metrics"][0]["value"] == result["modes"][mode]["per_seed"][0]["miou"]
+        assert meta["pipeline_tag"] == "image-segmentation" and foreign_files(folder / mode) == []
+        _no_local_paths(folder / mode, tmp_path)
+    assert "Full fine-tuning" in _card(folder / "full")[1] and "linear probe" in _card(folder / "linear")[1]
+
+
 def test_an_adapter_on_a_base_given_by_a_relative_path_loads_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

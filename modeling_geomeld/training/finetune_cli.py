@@ -41,6 +41,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 linear/lora, 3e-4 full)")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay for --mode full (default: 0.75)")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA rank (default: 8)")
+    p.add_argument(
+        "--save-model", default=None,
+        help="save the last seed's model of --mode linear/full as a complete Hub folder here (DIR/<mode> with several "
+        "modes); for --mode lora use --save-adapter, whose merged/ folder is the same",
+    )  # fmt: skip
     p.add_argument("--save-adapter", default=None, help="save the last LoRA adapter here (and the merged model beside it)")
     p.add_argument("--out", default="outputs/finetune", help="output folder for results.json (default: outputs/finetune)")
     p.set_defaults(func=run_finetune)
@@ -112,9 +117,15 @@ def save_adapter_and_merged(
     print(f"saved the LoRA adapter to {folder} and the merged model to {folder / 'merged'}")
 
 
-def lora_card(args: argparse.Namespace, task: Any, res: Mapping[str, Any], baseline: Mapping[str, float], processor: Any) -> dict[str, Any]:
-    """`save_adapter_and_merged` arguments for the last seed's LoRA run: its test score against the majority
-    baseline (a score that does not beat it makes the folder a pipeline check), the task's input sources."""
+MODE_NAMES = {"lora": "LoRA (rank {rank})", "full": "Full fine-tuning (layer-wise lr decay)", "linear": "A linear probe"}
+
+
+def run_card(
+    args: argparse.Namespace, task: Any, res: Mapping[str, Any], baseline: Mapping[str, float], processor: Any, mode: str = "lora"
+) -> dict[str, Any]:
+    """`save_adapter_and_merged` / `complete_folder` arguments for the last seed's run of `mode`: its test score
+    against the majority baseline (a score that does not beat it makes the folder a pipeline check), the task's
+    input sources."""
     from modeling_geomeld.hub.cards import Score, sources_for
 
     row = res["per_seed"][-1]
@@ -127,7 +138,8 @@ def lora_card(args: argparse.Namespace, task: Any, res: Mapping[str, Any], basel
         "results": [Score(task.metric, value, task.name, "test", seeds=(int(row["seed"]),), baseline=floor, baseline_name="majority class")],
         "pipeline_check": value <= floor,
         "pipeline_check_reason": f"its test {task.metric} ({value:.4f}) does not beat the majority class ({floor:.4f}).",
-        "summary": f"LoRA (rank {args.lora_rank}) on {task.name} ({task.description}) for {args.steps} steps, seed {row['seed']}, from {start}.",
+        "summary": f"{MODE_NAMES.get(mode, mode).format(rank=args.lora_rank)} on {task.name} ({task.description}) for "
+        f"{args.steps} steps, seed {row['seed']}, from {start}.",
     }
 
 
@@ -178,21 +190,28 @@ def run_finetune(args: argparse.Namespace) -> int:
         "statistics": {**statistics.record(), "far_from_checkpoint": shifts},
         "trainer": f"transformers.Trainer {transformers.__version__}", "modes": {},
     }  # fmt: skip
-    last_lora: dict[str, Any] = {}  # the last seed's LoRA model, saved once its score is known
+    last: dict[str, Any] = {}  # the last seed's model of each mode, saved once its score is known
+    saved_modes = [m for m in modes if m != "lora"] if args.save_model else []
     for mode in modes:
         lr = args.lr or (3e-4 if mode == "full" else 1e-3)
         t0 = time.time()
         kwargs: dict[str, Any] = {"layer_decay": args.layer_decay} if mode == "full" else {}
         if mode == "lora":
             kwargs["lora_rank"] = args.lora_rank
-            if args.save_adapter:
-                kwargs["after_train"] = lambda seed, model: last_lora.update(seed=seed, model=model)
+        if (mode == "lora" and args.save_adapter) or mode in saved_modes:
+            kwargs["after_train"] = lambda seed, model, mode=mode: last.update({mode: model})
         res = run_seeds(
             build, mode, task.train, task.test, score, seeds=args.seeds, steps=args.steps, batch_size=args.batch_size,
             lr=lr, processor=statistics.processor, **kwargs,
         )  # fmt: skip
         if mode == "lora" and args.save_adapter:
-            save_adapter_and_merged(last_lora["model"], Path(args.save_adapter), **lora_card(args, task, res, baseline, statistics.processor))
+            save_adapter_and_merged(last["lora"], Path(args.save_adapter), **run_card(args, task, res, baseline, statistics.processor))
+        if mode in saved_modes:
+            from modeling_geomeld.hub.folders import complete_folder
+
+            folder = Path(args.save_model) / mode if len(saved_modes) > 1 else Path(args.save_model)
+            complete_folder(last.pop(mode), **run_card(args, task, res, baseline, statistics.processor, mode), folder=folder)
+            print(f"saved the {mode} model to {folder}")
         res["seconds"] = round(time.time() - t0, 1)
         results["modes"][mode] = res
     metric = task.metric
