@@ -189,3 +189,36 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert main([*base, "--checkpoint", "random", "--tasks", "m-so2sat"]) == 2
     assert "holds no folder for ['m-so2sat']" in capsys.readouterr().err
     assert main([*base, "--checkpoint", "random", "--tasks", "m-nonesuch"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the official format: tasks written by GEO-Bench's own writer (tests/fixtures/make_geobench_official.py)
+OFFICIAL_TASKS = ["m-bigearthnet", "m-so2sat", "m-cashew-plant", "m-forestnet", "m-pv4ger"]
+
+
+@pytest.fixture(scope="module")
+def official_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures.make_geobench_official import generate, missing_sdist_reason
+
+    reason = missing_sdist_reason()
+    if reason:
+        pytest.skip(reason)
+    return generate(tmp_path_factory.mktemp("geobench-official") / "geobench")
+
+
+@pytest.mark.parametrize("protocol", ["knn", "frozen"])
+def test_random_init_runs_every_official_task_end_to_end(protocol: str, official_root: Path, tmp_path: Path) -> None:
+    """Random init configured with each task's bands takes all five official tasks, Landsat-8 (m-forestnet) and
+    aerial RGB (m-pv4ger) included: a number in every cell, none "not applicable"."""
+    report = run_benchmark(protocol, OFFICIAL_TASKS, [parse_checkpoint("random:tiny")], tmp_path, seeds=[0],
+                           preset="smoke", root=str(official_root), steps=2, log=lambda _: None)  # fmt: skip
+    cells = _cells(report)
+    for task in OFFICIAL_TASKS:
+        for column in COLUMNS[protocol]:
+            cell = cells[("random init (tiny)", task, column)]
+            assert not cell.not_applicable and math.isfinite(cell.mean) and cell.lo <= cell.mean <= cell.hi, cell
+    assert "not applicable" not in report.table and "not run" not in report.table
+    facts = json.loads((tmp_path / "results.json").read_text())["task_facts"]
+    assert facts["m-forestnet"]["input_modalities"] == {"landsat8": ["B4", "B3", "B2", "B5", "B6", "B7"]}
+    assert facts["m-pv4ger"]["input_modalities"] == {"aerial": ["R", "G", "B"]}
+    assert facts["m-bigearthnet"]["input_size"] == 48  # 60 px quadrants cropped to tiny's 16 px patch multiple
