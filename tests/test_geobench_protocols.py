@@ -222,3 +222,43 @@ def test_random_init_runs_every_official_task_end_to_end(protocol: str, official
     assert facts["m-forestnet"]["input_modalities"] == {"landsat8": ["B4", "B3", "B2", "B5", "B6", "B7"]}
     assert facts["m-pv4ger"]["input_modalities"] == {"aerial": ["R", "G", "B"]}
     assert facts["m-bigearthnet"]["input_size"] == 48  # 60 px quadrants cropped to tiny's 16 px patch multiple
+
+
+def test_random_init_configures_every_one_of_the_12_tasks_without_data(tmp_path: Path) -> None:
+    """For each GEO-Bench preset, the harness's random-init model takes the task's modalities and bands (the
+    registry resolves each one; B10 dropped by name; m-so2sat's 8 SAR channels, complex parts and Lee-filtered
+    intensities that no registry modality is, are not served, as MMEarth serves m-so2sat by S2 alone) and its
+    processor maps an array of the task's band count at the task's patch size to the patch multiple."""
+    from dataset_scripts.geobench import PRESETS
+    from modeling_geomeld.evaluation.geobench_protocols import BandFilling, base_config, task_processor
+
+    source = parse_checkpoint("random:tiny")
+    assert len(PRESETS) == 12
+    for name, preset in PRESETS.items():
+        config = base_config(source, preset)
+        assert config is not None, name
+        taken = dict(config.encoder_cfg.input_modalities)
+        served = {m: [b for b in bands if b != "B10"] for m, bands in preset.modalities.items() if m != "sentinel1"}
+        assert {m: list(b) for m, b in taken.items()} == served, name
+        reason, fills = applicability(taken, preset)
+        assert reason == "" and fills == {}, (name, reason)
+        processor, side = task_processor(source, config, preset.patch_size)
+        assert side == preset.patch_size - preset.patch_size % int(config.encoder_cfg.patch_size) and side > 0
+        rng = np.random.default_rng(0)
+        images = {m: rng.uniform(0, 255, (2, len(b), preset.patch_size, preset.patch_size)).astype(np.float32)
+                  for m, b in preset.modalities.items() if m in served}  # fmt: skip
+        out = BandFilling(processor, fills)(images, band_names={m: list(preset.modalities[m]) for m in images})
+        for modality, bands in served.items():
+            assert tuple(out["pixel_values"][modality].shape) == (2, len(bands), side, side), (name, modality)
+            assert torch.isfinite(out["pixel_values"][modality]).all()
+    # the loop up to reading data (max_new_runs=0 stops right before it), task by task: each one configured
+    # (no "not applicable" cell), and exactly the two tasks whose published band names are wrong warned about
+    warned: dict[str, list[str]] = {}
+    for name in PRESETS:
+        logged: list[str] = []
+        report = run_benchmark("knn", [name], [source], tmp_path, seeds=[0], preset="smoke", root=str(tmp_path),
+                               max_new_runs=0, log=logged.append)  # fmt: skip
+        assert report.stopped_early and not report.computed and not report.cells, name
+        warned[name] = [line for line in logged if line.startswith("warning:")]
+    assert {n for n, w in warned.items() if w} == {"m-eurosat", "m-brick-kiln"}
+    assert "issue #28" in warned["m-eurosat"][0] and "issue #29" in warned["m-brick-kiln"][0]

@@ -605,19 +605,28 @@ def _native_size(name: str, root: str | None, partition: str) -> int:
     return int(min(next(sample[m] for m in gb.bands).shape[1:]))
 
 
+def task_processor(source: CheckpointSource, config: Any, size: int) -> tuple[Any, int]:
+    """(the checkpoint's processor, input side) for square patches of `size` px: centre-cropped to the encoder's
+    patch multiple (explicitly: the processor keeps the input size and would pad otherwise)."""
+    from modeling_geomeld.training.finetune_setup import checkpoint_image_processor
+
+    processor = checkpoint_image_processor(source.path, config)
+    patch = int(config.encoder_cfg.patch_size)
+    crop = size - size % patch
+    if crop != size:
+        processor.crop_size, processor.crop_mode = crop, "center"
+    return processor, crop
+
+
 def load_task(name: str, config: Any, source: CheckpointSource, fills: dict[str, dict[str, str]], *,
               root: str | None, partition: str, stats: str) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """`geobench_task` through the checkpoint's processor, the chosen statistics and band fills; patches
     centre-cropped to the encoder's patch multiple (segmentation labels with them)."""
     from dataset_scripts.tasks import geobench_task
-    from modeling_geomeld.training.finetune_setup import checkpoint_image_processor, choose_statistics
+    from modeling_geomeld.training.finetune_setup import choose_statistics
 
-    processor = checkpoint_image_processor(source.path, config)
-    patch = int(config.encoder_cfg.patch_size)
     size = _native_size(name, root, partition)
-    crop = size - size % patch
-    if crop != size:
-        processor.crop_size, processor.crop_mode = crop, "center"
+    processor, crop = task_processor(source, config, size)
     chosen = choose_statistics(stats, f"geobench:{name}", root, processor)
     task = geobench_task(name, BandFilling(chosen.processor, fills) if fills else chosen.processor, root=root,
                          partition=partition)  # fmt: skip
