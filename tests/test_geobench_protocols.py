@@ -262,3 +262,34 @@ def test_random_init_configures_every_one_of_the_12_tasks_without_data(tmp_path:
         warned[name] = [line for line in logged if line.startswith("warning:")]
     assert {n for n, w in warned.items() if w} == {"m-eurosat", "m-brick-kiln"}
     assert "issue #28" in warned["m-eurosat"][0] and "issue #29" in warned["m-brick-kiln"][0]
+
+
+def test_shuffled_labels_is_a_seeded_derangement_keeping_the_marginal() -> None:
+    from modeling_geomeld.evaluation.geobench_protocols import TaskData, shuffled_labels
+
+    labels = torch.arange(40) % 3
+    data = TaskData({"sentinel2": torch.arange(40.0)[:, None]}, labels)
+    a, b = shuffled_labels(data, 0), shuffled_labels(data, 0)
+    assert torch.equal(a.labels, b.labels) and not torch.equal(a.labels, shuffled_labels(data, 1).labels)
+    assert torch.equal(torch.bincount(a.labels), torch.bincount(labels))
+    ids = TaskData(data.pixel_values, torch.arange(40))
+    moved = shuffled_labels(ids, 3).labels
+    assert sorted(moved.tolist()) == list(range(40)) and bool((moved != torch.arange(40)).all())  # no fixed point
+    assert a.pixel_values is data.pixel_values
+
+
+@pytest.mark.parametrize("protocol", ["knn", "frozen"])
+def test_shuffled_label_control_does_not_beat_knowing_nothing(protocol: str, official_root: Path, tmp_path: Path) -> None:
+    """m-cashew-plant (official writer, real pixels): trained on shuffled labels, each protocol stays within the
+    knows-nothing baselines' upper bounds, while the same encoder on the true labels is above them (so the
+    check can tell the two apart on this task)."""
+    report = run_benchmark(protocol, ["m-cashew-plant"], [parse_checkpoint("random:tiny")], tmp_path, seeds=[0, 1, 2],
+                           preset="smoke", root=str(official_root), controls=True, log=lambda _: None)  # fmt: skip
+    cells = _cells(report)
+    assert len(report.controls) == len(COLUMNS[protocol])
+    for verdict in report.controls:
+        assert verdict["passes"] and not verdict["beats_majority"], verdict
+        bound = max(verdict["majority_interval"][1], verdict["prior_sampled_interval"][1])
+        assert cells[("random init (tiny)", "m-cashew-plant", verdict["column"])].mean > bound + 0.05
+    assert "| random init (tiny), shuffled train labels |" in report.table and "| label prior, sampled |" in report.table
+    assert json.loads((tmp_path / "results.json").read_text())["controls"] == report.controls
