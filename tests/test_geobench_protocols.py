@@ -283,7 +283,7 @@ def test_shuffled_label_control_does_not_beat_knowing_nothing(protocol: str, off
     """m-cashew-plant (official writer, real pixels): trained on shuffled labels, each protocol stays within the
     knows-nothing baselines' upper bounds, while the same encoder on the true labels is above them (so the
     check can tell the two apart on this task)."""
-    report = run_benchmark(protocol, ["m-cashew-plant"], [parse_checkpoint("random:tiny")], tmp_path, seeds=[0, 1, 2],
+    report = run_benchmark(protocol, ["m-cashew-plant"], [parse_checkpoint("random:tiny")], tmp_path, seeds=[0, 1],
                            preset="smoke", root=str(official_root), controls=True, log=lambda _: None)  # fmt: skip
     cells = _cells(report)
     assert len(report.controls) == len(COLUMNS[protocol])

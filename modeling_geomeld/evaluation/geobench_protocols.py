@@ -811,7 +811,7 @@ def run_benchmark(
     for name, m in majority.items():
         lo, hi = bootstrap_interval([np.asarray(m["stats"])], m["kind"], m["num_labels"], seed=bootstrap_seed)
         cells += [Cell(MAJORITY, name, c, m["metric"], [m["value"]], m["value"], 0.0, lo, hi) for c in columns]
-    for name, runs_ in chance.items():
+    for runs_ in chance.values():
         cell = summarise_runs(runs_, bootstrap_seed=bootstrap_seed)
         cells += [replace(cell, column=c) for c in columns]
     if majority:
