@@ -1,17 +1,19 @@
-"""GEO-Bench protocol harness, smoke preset, on generated tasks: a random-init encoder against the majority
-class under every protocol (mmearth FT/LP, frozen LP, k-NN k=5/20), three seeds, bootstrap 95 % intervals;
-and the full recipe's cost: optimiser steps per task and FLOPs per step of a paper-atto model.
-
-The tasks are tests/fixtures/make_geobench_learnable.py's (the fixture's GEO-Bench layout and band names,
-labels a function of the pixels). No pretrained checkpoint is made here: pretraining a useful one takes longer
-than this benchmark, so the comparison is random init vs the majority class (which a working harness must
-beat on learnable labels, and which says nothing about pretraining).
+"""GEO-Bench protocol harness, smoke preset, on tasks written by GEO-Bench's own writer from real pixels
+(tests/fixtures/make_geobench_official.py: m-bigearthnet, m-so2sat, m-cashew-plant, m-forestnet (Landsat-8),
+m-pv4ger (aerial RGB)), under every protocol (mmearth FT/LP, frozen LP, k-NN k=5/20), seeds 0 1 2, bootstrap
+95 % intervals. Rows: the demo's briefly pretrained tiny checkpoint (`--checkpoint`, default
+/work/main/outputs/demo/checkpoint: MP-MAE + JEPA + ITC for 60 steps on the demo dataset, Sentinel-2 only, so
+"not applicable" on the Landsat-8 and aerial tasks; copied to a temporary folder, never written), a random-init
+encoder of the same architecture (tiny: depths 1 1 2 1, dims 16..64), each with its shuffled-train-label
+control, the majority class and the sampled label prior. The generated tasks are small (5-11 test samples,
+labels derived from the pixels by thresholds): the numbers check the harness and its controls; they are no
+measure of pretraining.
 
 Full-recipe cost: steps = epochs x ceil(train samples / effective batch) from the recipe and GEO-Bench's
 default-partition train sizes; FLOPs per step are counted by torch.utils.flop_counter (forward at batch 2,
 x 3 for forward + backward, x batch / 2), at each task's native size cropped to the patch multiple and its
-channel count. GPU hours are those FLOPs at an assumed sustained rate (`--tflops`, default 20 TFLOP/s: a
-fraction of a current GPU's dense TF32/bf16 peak, as small ConvNeXt models reach); no GPU was measured here.
+modalities' band counts. GPU hours are those FLOPs at an assumed sustained rate (`--tflops`, default 20 TFLOP/s:
+a fraction of a current GPU's dense TF32/bf16 peak, as small ConvNeXt models reach); no GPU was measured here.
 Prints the tables and writes benchmarks/results/geobench.json. The machine is shared with other jobs: times
 are wall-clock under that load.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = "/work/main/outputs/demo/checkpoint"
 #: train samples of the default partition, GEO-Bench paper (Lacoste et al. 2023, Table 1); the benchmark CLI
 #: reads the real counts from the partitions, these only feed the cost estimate
 TRAIN_SIZES = {
@@ -35,24 +39,50 @@ TRAIN_SIZES = {
     "m-pv4ger": 11814, "m-cashew-plant": 1350, "m-SA-crop-type": 3000, "m-chesapeake": 3000, "m-pv4ger-seg": 3000,
     "m-nz-cattle": 524, "m-NeonTree": 270,
 }  # fmt: skip
+OFFICIAL_TASKS = ["m-bigearthnet", "m-so2sat", "m-cashew-plant", "m-forestnet", "m-pv4ger"]
 
 
-def smoke(seeds: list[int]) -> dict[str, Any]:
+def copy_checkpoint(src: Path, dst: Path) -> Path:
+    """The model, config, processor and tokenizer files of a checkpoint folder (not its Trainer states)."""
+    dst.mkdir(parents=True)
+    for path in src.iterdir():
+        if path.is_file():
+            shutil.copy2(path, dst / path.name)
+    return dst
+
+
+def smoke(seeds: list[int], checkpoint: str | None) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "tests"))
-    from fixtures.make_geobench_learnable import TASK_NAMES, make_learnable
+    from fixtures.make_geobench_official import generate, missing_sdist_reason
 
     from modeling_geomeld.evaluation.geobench_protocols import PROTOCOLS, parse_checkpoint, run_benchmark
 
-    out: dict[str, Any] = {}
+    reason = missing_sdist_reason()
+    if reason:
+        raise SystemExit(f"cannot write the official tasks: {reason}")
+    out: dict[str, Any] = {"tasks": OFFICIAL_TASKS, "seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_learnable(Path(tmp) / "geobench")
+        root = generate(Path(tmp) / "geobench")
+        sources = []
+        if checkpoint and Path(checkpoint, "model.safetensors").is_file():
+            sources.append(parse_checkpoint(f"pretrained 60 steps (demo)={copy_checkpoint(Path(checkpoint), Path(tmp) / 'ckpt')}"))
+        else:
+            print(f"no checkpoint at {checkpoint}: random init only")
+        sources.append(parse_checkpoint("random:tiny"))
+        out["checkpoints"] = [s.name for s in sources]
         for protocol in PROTOCOLS:
             t0 = time.time()
-            report = run_benchmark(protocol, list(TASK_NAMES), [parse_checkpoint("random:tiny")], Path(tmp) / protocol,
-                                   seeds=seeds, preset="smoke", root=str(root), log=lambda _: None)  # fmt: skip
+            report = run_benchmark(protocol, OFFICIAL_TASKS, sources, Path(tmp) / protocol, seeds=seeds, preset="smoke",
+                                   root=str(root), controls=True, log=lambda _: None)  # fmt: skip
             seconds = time.time() - t0
+            passed = sum(v["passes"] for v in report.controls)
             print(f"\nprotocol {protocol} (smoke, seeds {seeds}, {seconds:.0f} s)\n{report.table}")
-            out[protocol] = {"seconds": round(seconds, 1), "table": report.table,
+            print(f"shuffled-label controls: {passed}/{len(report.controls)} cells within the knows-nothing bounds")
+            for v in report.controls:
+                if not v["passes"]:
+                    print(f"  above: {v['checkpoint']} / {v['task']} / {v['column']}: {100 * v['shuffled_mean']:.1f} > "
+                          f"{100 * max(v['majority_interval'][1], v['prior_sampled_interval'][1]):.1f}")  # fmt: skip
+            out[protocol] = {"seconds": round(seconds, 1), "table": report.table, "controls": report.controls,
                              "cells": [c.__dict__ for c in report.cells]}  # fmt: skip
     return out
 
@@ -68,11 +98,8 @@ def full_cost(tflops: float) -> list[dict[str, Any]]:
     rows = []
     for name, preset in PRESETS.items():
         kind = preset.label_kind
-        channels = {m: [b for b in bands if b != "B10"] for m, bands in preset.modalities.items() if m in ("sentinel2", "naip")}
-        inputs = channels or {"sentinel2": ["B02", "B03", "B04"]}  # landsat8/aerial: same cost as 3-6 bands
-        if not channels:
-            n = sum(len(b) for b in preset.modalities.values())
-            inputs = {"sentinel2": ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"][:n]}
+        # the modalities the harness serves (m-so2sat: its S2 bands; the SAR channels are in no registry modality)
+        inputs = {m: [b for b in bands if b != "B10"] for m, bands in preset.modalities.items() if m != "sentinel1"}
         size = preset.patch_size - preset.patch_size % 16
         cfg = GeoMeldConfig.from_preset("paper-atto", encoder_config={"input_modalities": inputs},
                                         num_labels=preset.num_classes)  # fmt: skip
@@ -96,10 +123,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     parser.add_argument("--tflops", type=float, default=20.0, help="assumed sustained GPU TFLOP/s (default 20)")
+    parser.add_argument("--checkpoint", default=DEMO_CHECKPOINT, help=f"pretrained checkpoint row (default {DEMO_CHECKPOINT})")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/geobench.json"), help="JSON output path")
     args = parser.parse_args(argv)
     t0 = time.time()
-    results: dict[str, Any] = {"smoke": smoke(args.seeds)}
+    results: dict[str, Any] = {"smoke": smoke(args.seeds, args.checkpoint)}
     results["smoke_seconds"] = round(time.time() - t0, 1)
     cost = full_cost(args.tflops)
     print(f"\nfull mmearth recipe, paper-atto, GPU hours at {args.tflops:g} TFLOP/s sustained (assumed, not measured)")

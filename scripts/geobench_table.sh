@@ -30,9 +30,13 @@ if [[ -n "${IMAGENET_SRC:-}" ]]; then
   ROWS+=(--checkpoint "ImageNet=$OUT/imagenet-atto")
 fi
 
+# CONTROLS=1 adds a shuffled-train-label control row under every checkpoint (doubles the runs)
+EXTRA=()
+if [ "${CONTROLS:-0}" = "1" ]; then EXTRA+=(--controls); fi
+
 for PROTOCOL in mmearth frozen knn; do
   # shellcheck disable=SC2086  # SEEDS is a list of numbers
   "$GEOMELD" benchmark geobench --protocol "$PROTOCOL" --tasks all "${ROWS[@]}" --seeds $SEEDS \
-    --preset "$PRESET" --data-root "$GEO_BENCH_DIR" --out "$OUT/$PROTOCOL"
+    --preset "$PRESET" --data-root "$GEO_BENCH_DIR" --out "$OUT/$PROTOCOL" "${EXTRA[@]}"
 done
 echo "tables: $OUT/{mmearth,frozen,knn}/table.md; plots: $OUT/*/plot.png; results: $OUT/*/results.json"

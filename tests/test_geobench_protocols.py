@@ -189,3 +189,107 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert main([*base, "--checkpoint", "random", "--tasks", "m-so2sat"]) == 2
     assert "holds no folder for ['m-so2sat']" in capsys.readouterr().err
     assert main([*base, "--checkpoint", "random", "--tasks", "m-nonesuch"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the official format: tasks written by GEO-Bench's own writer (tests/fixtures/make_geobench_official.py)
+OFFICIAL_TASKS = ["m-bigearthnet", "m-so2sat", "m-cashew-plant", "m-forestnet", "m-pv4ger"]
+
+
+@pytest.fixture(scope="module")
+def official_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures.make_geobench_official import generate, missing_sdist_reason
+
+    reason = missing_sdist_reason()
+    if reason:
+        pytest.skip(reason)
+    return generate(tmp_path_factory.mktemp("geobench-official") / "geobench")
+
+
+@pytest.mark.parametrize("protocol", ["knn", "frozen"])
+def test_random_init_runs_every_official_task_end_to_end(protocol: str, official_root: Path, tmp_path: Path) -> None:
+    """Random init configured with each task's bands takes all five official tasks, Landsat-8 (m-forestnet) and
+    aerial RGB (m-pv4ger) included: a number in every cell, none "not applicable"."""
+    report = run_benchmark(protocol, OFFICIAL_TASKS, [parse_checkpoint("random:tiny")], tmp_path, seeds=[0],
+                           preset="smoke", root=str(official_root), steps=2, log=lambda _: None)  # fmt: skip
+    cells = _cells(report)
+    for task in OFFICIAL_TASKS:
+        for column in COLUMNS[protocol]:
+            cell = cells[("random init (tiny)", task, column)]
+            assert not cell.not_applicable and math.isfinite(cell.mean) and cell.lo <= cell.mean <= cell.hi, cell
+    assert "not applicable" not in report.table and "not run" not in report.table
+    facts = json.loads((tmp_path / "results.json").read_text())["task_facts"]
+    assert facts["m-forestnet"]["input_modalities"] == {"landsat8": ["B4", "B3", "B2", "B5", "B6", "B7"]}
+    assert facts["m-pv4ger"]["input_modalities"] == {"aerial": ["R", "G", "B"]}
+    assert facts["m-bigearthnet"]["input_size"] == 48  # 60 px quadrants cropped to tiny's 16 px patch multiple
+
+
+def test_random_init_configures_every_one_of_the_12_tasks_without_data(tmp_path: Path) -> None:
+    """For each GEO-Bench preset, the harness's random-init model takes the task's modalities and bands (the
+    registry resolves each one; B10 dropped by name; m-so2sat's 8 SAR channels, complex parts and Lee-filtered
+    intensities that no registry modality is, are not served, as MMEarth serves m-so2sat by S2 alone) and its
+    processor maps an array of the task's band count at the task's patch size to the patch multiple."""
+    from dataset_scripts.geobench import PRESETS
+    from modeling_geomeld.evaluation.geobench_protocols import BandFilling, base_config, task_processor
+
+    source = parse_checkpoint("random:tiny")
+    assert len(PRESETS) == 12
+    for name, preset in PRESETS.items():
+        config = base_config(source, preset)
+        assert config is not None, name
+        taken = dict(config.encoder_cfg.input_modalities)
+        served = {m: [b for b in bands if b != "B10"] for m, bands in preset.modalities.items() if m != "sentinel1"}
+        assert {m: list(b) for m, b in taken.items()} == served, name
+        reason, fills = applicability(taken, preset)
+        assert reason == "" and fills == {}, (name, reason)
+        processor, side = task_processor(source, config, preset.patch_size)
+        assert side == preset.patch_size - preset.patch_size % int(config.encoder_cfg.patch_size) and side > 0
+        rng = np.random.default_rng(0)
+        images = {m: rng.uniform(0, 255, (2, len(b), preset.patch_size, preset.patch_size)).astype(np.float32)
+                  for m, b in preset.modalities.items() if m in served}  # fmt: skip
+        out = BandFilling(processor, fills)(images, band_names={m: list(preset.modalities[m]) for m in images})
+        for modality, bands in served.items():
+            assert tuple(out["pixel_values"][modality].shape) == (2, len(bands), side, side), (name, modality)
+            assert torch.isfinite(out["pixel_values"][modality]).all()
+    # the loop up to reading data (max_new_runs=0 stops right before it), task by task: each one configured
+    # (no "not applicable" cell), and exactly the two tasks whose published band names are wrong warned about
+    warned: dict[str, list[str]] = {}
+    for name in PRESETS:
+        logged: list[str] = []
+        report = run_benchmark("knn", [name], [source], tmp_path, seeds=[0], preset="smoke", root=str(tmp_path),
+                               max_new_runs=0, log=logged.append)  # fmt: skip
+        assert report.stopped_early and not report.computed and not report.cells, name
+        warned[name] = [line for line in logged if line.startswith("warning:")]
+    assert {n for n, w in warned.items() if w} == {"m-eurosat", "m-brick-kiln"}
+    assert "issue #28" in warned["m-eurosat"][0] and "issue #29" in warned["m-brick-kiln"][0]
+
+
+def test_shuffled_labels_is_a_seeded_derangement_keeping_the_marginal() -> None:
+    from modeling_geomeld.evaluation.geobench_protocols import TaskData, shuffled_labels
+
+    labels = torch.arange(40) % 3
+    data = TaskData({"sentinel2": torch.arange(40.0)[:, None]}, labels)
+    a, b = shuffled_labels(data, 0), shuffled_labels(data, 0)
+    assert torch.equal(a.labels, b.labels) and not torch.equal(a.labels, shuffled_labels(data, 1).labels)
+    assert torch.equal(torch.bincount(a.labels), torch.bincount(labels))
+    ids = TaskData(data.pixel_values, torch.arange(40))
+    moved = shuffled_labels(ids, 3).labels
+    assert sorted(moved.tolist()) == list(range(40)) and bool((moved != torch.arange(40)).all())  # no fixed point
+    assert a.pixel_values is data.pixel_values
+
+
+@pytest.mark.parametrize("protocol", ["knn", "frozen"])
+def test_shuffled_label_control_does_not_beat_knowing_nothing(protocol: str, official_root: Path, tmp_path: Path) -> None:
+    """m-cashew-plant (official writer, real pixels): trained on shuffled labels, each protocol stays within the
+    knows-nothing baselines' upper bounds, while the same encoder on the true labels is above them (so the
+    check can tell the two apart on this task)."""
+    report = run_benchmark(protocol, ["m-cashew-plant"], [parse_checkpoint("random:tiny")], tmp_path, seeds=[0, 1],
+                           preset="smoke", root=str(official_root), controls=True, log=lambda _: None)  # fmt: skip
+    cells = _cells(report)
+    assert len(report.controls) == len(COLUMNS[protocol])
+    for verdict in report.controls:
+        assert verdict["passes"] and not verdict["beats_majority"], verdict
+        bound = max(verdict["majority_interval"][1], verdict["prior_sampled_interval"][1])
+        assert cells[("random init (tiny)", "m-cashew-plant", verdict["column"])].mean > bound + 0.05
+    assert "| random init (tiny), shuffled train labels |" in report.table and "| label prior, sampled |" in report.table
+    assert json.loads((tmp_path / "results.json").read_text())["controls"] == report.controls

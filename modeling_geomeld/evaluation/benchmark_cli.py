@@ -41,6 +41,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--steps", type=int, default=None, help="override the optimiser steps of every run")
     g.add_argument("--stats", default="task", help="normalisation: task (default, as MMEarth), checkpoint, dataset:DIR")
     g.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    g.add_argument("--controls", action="store_true",
+                   help="add a shuffled-train-label control row under every checkpoint, with a verdict per cell")  # fmt: skip
     g.add_argument("--max-new-runs", type=int, default=None, help="stop after this many new runs (resume later)")
     g.add_argument("--out", required=True, help="output folder (runs/, results.json, table.md, plot.png)")
     g.set_defaults(func=run_geobench)
@@ -85,8 +87,18 @@ def run_geobench(args: argparse.Namespace) -> int:
         raise UsageError(f"{root} holds no folder for {missing}; download them with GEO-Bench's tool (see scripts/geobench_table.sh)")
     report = run_benchmark(args.protocol, tasks, sources, args.out, seeds=args.seeds, preset=args.preset,
                            partition=args.partition, root=root, stats=args.stats, steps=args.steps,
-                           bootstrap_seed=args.bootstrap_seed, max_new_runs=args.max_new_runs)  # fmt: skip
+                           bootstrap_seed=args.bootstrap_seed, max_new_runs=args.max_new_runs,
+                           controls=args.controls)  # fmt: skip
     print(f"\n{report.table}\n")
+    for v in report.controls:
+        if not v["passes"]:
+            print(f"control FAILED: {v['checkpoint']} / {v['task']} / {v['column']}: {100 * v['shuffled_mean']:.1f} above "
+                  f"the upper bounds of the majority class ({100 * v['majority_interval'][1]:.1f}) and of the sampled "
+                  f"label prior ({100 * v['prior_sampled_interval'][1]:.1f})")  # fmt: skip
+    if report.controls:
+        n, beat = len(report.controls), sum(v["beats_majority"] for v in report.controls)
+        print(f"shuffled-label controls: {sum(v['passes'] for v in report.controls)}/{n} cells at or below the knows-nothing "
+              f"baselines' upper bounds; {beat}/{n} above the majority class's alone")  # fmt: skip
     print(f"{len(report.computed)} runs computed, {len(report.reused)} reused from {report.out / 'runs'}")
     if report.stopped_early:
         print(f"stopped after --max-new-runs {args.max_new_runs}; rerun the same command to continue")

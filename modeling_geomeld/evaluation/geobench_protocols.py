@@ -61,6 +61,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {"mmearth": ("FT", "LP"), "frozen": ("LP",
 PRESET_NAMES: tuple[str, ...] = ("smoke", "full")
 RANDOM = "random"
 MAJORITY = "majority class"
+CHANCE = "label prior, sampled"
 #: MMEarth-train's substitutes for Sentinel-2 bands a task lacks (TRAINING.md: "in the case of so2sat ... we
 #: replace the missing bands with ones containing similar wavelength (B1 -> B2, B9 -> B8A)")
 S2_SUBSTITUTES: dict[str, str] = {"B01": "B02", "B09": "B8A"}
@@ -335,6 +336,37 @@ def _head(data: TaskData, n: int | None) -> TaskData:
                     {k: v[:n] for k, v in data.valid_mask.items()})  # fmt: skip
 
 
+def prior_sample_logits(kind: str, train_labels: torch.Tensor, test_labels: torch.Tensor, num_labels: int, seed: int) -> torch.Tensor:
+    """Logits of a predictor that ignores the image and draws its answer from the training labels' marginal:
+    per test sample (single-label), per label (multi-label: Bernoulli of its training frequency), per pixel
+    (segmentation). The other "knows nothing" baseline: mean IoU rewards spreading guesses over the classes
+    (the majority class scores frequency / classes present), so for segmentation it is the higher of the two."""
+    g = torch.Generator().manual_seed(20_011 + seed)
+    if kind == "multi_label":
+        prior = train_labels.float().mean(0).expand(len(test_labels), -1)
+        return torch.where(torch.rand(prior.shape, generator=g) < prior, 1.0, -1.0)
+    known = train_labels[train_labels >= 0].flatten().long()
+    prior = torch.bincount(known, minlength=num_labels).double()
+    drawn = torch.multinomial(prior / prior.sum(), test_labels.numel(), replacement=True, generator=g)
+    onehot = F.one_hot(drawn.reshape(test_labels.shape), num_labels).float()  # (N, [H, W,] K)
+    return onehot.movedim(-1, 1)
+
+
+def shuffled_labels(data: TaskData, seed: int) -> TaskData:
+    """The split with its labels (whole label maps, for segmentation) permuted among its samples, seeded: the
+    label marginal stays, any link between image and label goes. A protocol scoring above the knows-nothing
+    baselines on these labels learns from something other than the images (a leak, a test-set peek).
+
+    The permutation is a random cycle (sample perm[i] takes the label of perm[i + 1]), a derangement: a plain
+    permutation leaves one sample on its own label in expectation, which on a few dozen training samples
+    k-NN and probes exploit (m-cashew-plant k=5 reached 23.5 mIoU against 11 for chance at such a seed)."""
+    n = len(data)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_007 + seed))
+    order = torch.empty_like(perm)
+    order[perm] = perm.roll(-1)
+    return TaskData(data.pixel_values, data.labels[order], data.valid_mask)
+
+
 def _train(model: nn.Module, groups: list[dict[str, Any]], data: TaskData, rec: Recipe, steps: int, seed: int) -> list[float]:
     # warm-up and clipping are keyword options of `train` beyond its fixed signature: pass those it takes
     import inspect
@@ -348,9 +380,13 @@ def _train(model: nn.Module, groups: list[dict[str, Any]], data: TaskData, rec: 
 def run_protocol(
     task: Any, protocol: str, column: str, rec: Recipe, seed: int, *,
     build_task_model: Callable[[Recipe], nn.Module], build_encoder: Callable[[], nn.Module],
+    shuffle_labels: bool = False,
 ) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
-    """Train (or not) and predict the test split; returns test logits and training facts."""
+    """Train (or not) and predict the test split; returns test logits and training facts. `shuffle_labels`
+    permutes the training labels among the training samples (seeded by `seed`): the control run."""
     train_data, test_data = _head(task.train, rec.max_train), _head(task.test, rec.max_test)
+    if shuffle_labels:
+        train_data = shuffled_labels(train_data, seed)
     if rec.mode == "knn":
         return _knn(task, train_data, test_data, rec, build_encoder(), seed), {"steps": 0}
     torch.manual_seed(seed)
@@ -605,19 +641,28 @@ def _native_size(name: str, root: str | None, partition: str) -> int:
     return int(min(next(sample[m] for m in gb.bands).shape[1:]))
 
 
+def task_processor(source: CheckpointSource, config: Any, size: int) -> tuple[Any, int]:
+    """(the checkpoint's processor, input side) for square patches of `size` px: centre-cropped to the encoder's
+    patch multiple (explicitly: the processor keeps the input size and would pad otherwise)."""
+    from modeling_geomeld.training.finetune_setup import checkpoint_image_processor
+
+    processor = checkpoint_image_processor(source.path, config)
+    patch = int(config.encoder_cfg.patch_size)
+    crop = size - size % patch
+    if crop != size:
+        processor.crop_size, processor.crop_mode = crop, "center"
+    return processor, crop
+
+
 def load_task(name: str, config: Any, source: CheckpointSource, fills: dict[str, dict[str, str]], *,
               root: str | None, partition: str, stats: str) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """`geobench_task` through the checkpoint's processor, the chosen statistics and band fills; patches
     centre-cropped to the encoder's patch multiple (segmentation labels with them)."""
     from dataset_scripts.tasks import geobench_task
-    from modeling_geomeld.training.finetune_setup import checkpoint_image_processor, choose_statistics
+    from modeling_geomeld.training.finetune_setup import choose_statistics
 
-    processor = checkpoint_image_processor(source.path, config)
-    patch = int(config.encoder_cfg.patch_size)
     size = _native_size(name, root, partition)
-    crop = size - size % patch
-    if crop != size:
-        processor.crop_size, processor.crop_mode = crop, "center"
+    processor, crop = task_processor(source, config, size)
     chosen = choose_statistics(stats, f"geobench:{name}", root, processor)
     task = geobench_task(name, BandFilling(chosen.processor, fills) if fills else chosen.processor, root=root,
                          partition=partition)  # fmt: skip
@@ -675,19 +720,20 @@ class BenchmarkReport:
     table: str
     out: Path
     stopped_early: bool = False
+    controls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_benchmark(
     protocol: str, tasks: Sequence[str], checkpoints: Sequence[CheckpointSource], out: str | Path, *,
     seeds: Sequence[int] = (0, 1, 2), preset: str = "full", partition: str = "default", root: str | None = None,
     stats: str = "task", steps: int | None = None, bootstrap_seed: int = 0, max_new_runs: int | None = None,
-    log: Callable[[str], None] = print,
+    controls: bool = False, log: Callable[[str], None] = print,
 ) -> BenchmarkReport:  # fmt: skip
     """Every (checkpoint, task, column, seed) run of a protocol, resumable, then the summary files:
     `results.json`, `table.md` and `plot.png` in `out`. `max_new_runs` stops after that many new runs (to
-    bound a session, or to test resuming)."""
+    bound a session, or to test resuming). `controls` adds, under every checkpoint, a row of the same runs
+    with the training labels shuffled (`shuffled_labels`) and a verdict per cell (`control_verdicts`)."""
     from dataset_scripts.geobench import get_preset
-    from dataset_scripts.tasks import majority_baseline
 
     out = Path(out)
     columns = COLUMNS[protocol]
@@ -695,10 +741,14 @@ def run_benchmark(
     computed: list[Path] = []
     reused: list[Path] = []
     majority: dict[str, dict[str, Any]] = {}
+    chance: dict[str, list[dict[str, Any]]] = {}
     task_facts: dict[str, dict[str, Any]] = {}
     names = [get_preset(t).name for t in tasks]
     stopped = False
-    for source in checkpoints:
+    arms = [(s, s.name, False) for s in checkpoints]
+    if controls:
+        arms = [arm for s in checkpoints for arm in ((s, s.name, False), (s, shuffled_row(s.name), True))]
+    for source, row, shuffle in arms:
         for name in names:
             preset_ = get_preset(name)
             if preset_.wrong_band_names:
@@ -706,7 +756,7 @@ def run_benchmark(
             config = base_config(source, preset_)
             reason, fills = applicability(None if config is None else dict(config.encoder_cfg.input_modalities), preset_)
             if reason:
-                cells += [Cell(source.name, name, c, preset_.metric, not_applicable=reason) for c in columns]
+                cells += [Cell(row, name, c, preset_.metric, not_applicable=reason) for c in columns]
                 continue
             task = None
             for column in columns:
@@ -715,10 +765,11 @@ def run_benchmark(
                     rec = replace(rec, steps=steps)
                 runs = []
                 for seed in seeds:
-                    path = run_path(out, protocol, source.name, name, column, seed)
+                    path = run_path(out, protocol, row, name, column, seed)
                     if path.is_file():
                         stored = json.loads(path.read_text())
-                        if stored.get("recipe") == asdict(rec) and stored.get("checkpoint_path") == source.path:
+                        if (stored.get("recipe") == asdict(rec) and stored.get("checkpoint_path") == source.path
+                                and stored.get("shuffled_train_labels", False) == shuffle):  # fmt: skip
                             runs.append(stored)
                             reused.append(path)
                             continue
@@ -729,24 +780,20 @@ def run_benchmark(
                     if task is None:
                         task, task_facts[name] = load_task(name, config, source, fills, root=root, partition=partition, stats=stats)
                         build_task_model, build_encoder = model_builders(source, config, task)
-                        if name not in majority:
-                            test = _head(task.test, rec.max_test)
-                            logits = majority_baseline(replace_test(task, test))
-                            majority[name] = asdict(result_of(task, logits, test.labels, {}, checkpoint=MAJORITY,
-                                                              protocol=protocol, column="-", seed=0, recipe={}))  # fmt: skip
                     t0 = time.time()
                     logits, facts = run_protocol(task, protocol, column, rec, seed, build_task_model=build_task_model,
-                                                 build_encoder=build_encoder)  # fmt: skip
+                                                 build_encoder=build_encoder, shuffle_labels=shuffle)  # fmt: skip
                     test_labels = _head(task.test, rec.max_test).labels
-                    result = result_of(task, logits, test_labels, facts, checkpoint=source.name, protocol=protocol,
+                    result = result_of(task, logits, test_labels, facts, checkpoint=row, protocol=protocol,
                                        column=column, seed=seed, recipe=asdict(rec))  # fmt: skip
                     result.seconds = round(time.time() - t0, 2)
                     result.notes = [f"{k}: {v}" for k, v in task_facts[name].items()]
-                    payload = {**asdict(result), "checkpoint_path": source.path, "partition": partition}
+                    payload = {**asdict(result), "checkpoint_path": source.path, "partition": partition,
+                               "shuffled_train_labels": shuffle}  # fmt: skip
                     atomic_write_json(path, payload)
                     computed.append(path)
                     runs.append(payload)
-                    log(f"{source.name} / {name} / {column} / seed {seed}: {result.metric} {result.value:.4f} "
+                    log(f"{row} / {name} / {column} / seed {seed}: {result.metric} {result.value:.4f} "
                         f"({result.steps} steps, {result.seconds:.1f} s)")  # fmt: skip
                 if stopped:
                     break
@@ -754,26 +801,76 @@ def run_benchmark(
                     cells.append(summarise_runs(runs, bootstrap_seed=bootstrap_seed))
             if stopped:
                 break
+            if name not in majority:  # also when every run came from disk: the baselines are cheap, not stored
+                if task is None:
+                    task, task_facts[name] = load_task(name, config, source, fills, root=root, partition=partition, stats=stats)
+                majority[name], chance[name] = knows_nothing(task, rec, seeds, protocol)
         if stopped:
             break
-    rows = [c.name for c in checkpoints]
+    rows = [row for _, row, _ in arms]
     for name, m in majority.items():
         lo, hi = bootstrap_interval([np.asarray(m["stats"])], m["kind"], m["num_labels"], seed=bootstrap_seed)
         cells += [Cell(MAJORITY, name, c, m["metric"], [m["value"]], m["value"], 0.0, lo, hi) for c in columns]
+    for runs_ in chance.values():
+        cell = summarise_runs(runs_, bootstrap_seed=bootstrap_seed)
+        cells += [replace(cell, column=c) for c in columns]
     if majority:
-        rows.append(MAJORITY)
+        rows += [MAJORITY, CHANCE]
     metrics = {n: get_preset(n).metric for n in names}
     table = markdown_table(cells, names, columns, rows, metrics)
+    verdicts = control_verdicts(cells) if controls else []
     if not stopped:
         payload = {"protocol": protocol, "preset": preset, "partition": partition, "seeds": list(seeds),
                    "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": bootstrap_seed, "level": 0.95},
                    "checkpoints": [asdict(c) for c in checkpoints], "tasks": names, "task_facts": task_facts,
                    "cells": [asdict(c) for c in cells], "majority": {k: {kk: v for kk, v in m.items() if kk != "stats"}
-                                                                      for k, m in majority.items()}, "table": table}  # fmt: skip
+                                                                      for k, m in majority.items()},
+                   "label_prior_sampled": {k: [r["value"] for r in v] for k, v in chance.items()}, "table": table,
+                   "controls": verdicts}  # fmt: skip
         atomic_write_json(out / "results.json", payload)
         (out / "table.md").write_text(table + "\n")
         plot_cells(cells, out / "plot.png", f"GEO-Bench, protocol {protocol} ({preset})")
-    return BenchmarkReport(cells, computed, reused, table, out, stopped)
+    return BenchmarkReport(cells, computed, reused, table, out, stopped, verdicts)
+
+
+def shuffled_row(name: str) -> str:
+    """The table row of a checkpoint's shuffled-label control."""
+    return f"{name}, shuffled train labels"
+
+
+def control_verdicts(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    """Per shuffled-label cell: its mean against the two baselines that know nothing but the label prior.
+    `beats_majority`: the mean exceeds the majority class's upper 95 % bootstrap bound; `passes`: it exceeds
+    neither that nor the sampled prior's upper bound (a control must not beat knowing nothing)."""
+    by_key = {(c.checkpoint, c.task, c.column): c for c in cells}
+    verdicts = []
+    for cell in cells:
+        if not cell.checkpoint.endswith(shuffled_row("")) or cell.not_applicable or not np.isfinite(cell.mean):
+            continue
+        majority, prior = by_key.get((MAJORITY, cell.task, cell.column)), by_key.get((CHANCE, cell.task, cell.column))
+        if majority is None or prior is None:
+            continue
+        verdicts.append({"checkpoint": cell.checkpoint, "task": cell.task, "column": cell.column, "metric": cell.metric,
+                         "shuffled_mean": cell.mean, "shuffled_interval": [cell.lo, cell.hi],
+                         "majority": majority.mean, "majority_interval": [majority.lo, majority.hi],
+                         "prior_sampled": prior.mean, "prior_sampled_interval": [prior.lo, prior.hi],
+                         "beats_majority": bool(cell.mean > majority.hi),
+                         "passes": bool(cell.mean <= max(majority.hi, prior.hi))})  # fmt: skip
+    return verdicts
+
+
+def knows_nothing(task: Any, rec: Recipe, seeds: Sequence[int], protocol: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The two baselines that ignore the images, on the test samples the runs score: the majority class
+    (one run) and the sampled label prior (one run per seed), as run records."""
+    from dataset_scripts.tasks import majority_baseline
+
+    test, train = _head(task.test, rec.max_test), _head(task.train, rec.max_train)
+    ids = {"protocol": protocol, "column": "-", "recipe": {}}
+    majority = asdict(result_of(task, majority_baseline(replace_test(task, test)), test.labels, {}, checkpoint=MAJORITY,
+                                seed=0, **ids))  # fmt: skip
+    prior = [asdict(result_of(task, prior_sample_logits(task.kind, train.labels, test.labels, task.num_labels, s),
+                              test.labels, {}, checkpoint=CHANCE, seed=s, **ids)) for s in seeds]  # fmt: skip
+    return majority, prior
 
 
 def replace_test(task: Any, test: TaskData) -> Any:
