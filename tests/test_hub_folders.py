@@ -224,9 +224,8 @@ def test_a_lora_adapter_loads_with_auto_peft_model_and_matches_the_merged_model(
         _no_local_paths(f, tmp_path)
 
 
-def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -> None:
-    """`geomeld finetune --mode lora --save-adapter DIR` end to end on the GEO-Bench-layout fixture: the merged
-    model is a complete folder with its measured score, the adapter folder says what its base is."""
+def _finetune_on_fixture(tmp_path: Path, task: str, *options: str) -> dict[str, Any]:
+    """`geomeld finetune --task geobench:TASK` (one seed, two steps) on the GEO-Bench-layout fixture; its results."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
@@ -235,14 +234,20 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
     from modeling_geomeld.cli import main
 
     root = make_geobench(tmp_path / "geobench", size=32)
-    folder = tmp_path / "lora"
     with pytest.warns(UserWarning, match="far from the checkpoint's statistics"):
         code = main(
-            ["finetune", "--task", "geobench:m-bigearthnet", "--data-root", str(root), "--mode", "lora", "--seeds", "0",
-             "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "out"), "--save-adapter", str(folder)]
+            ["finetune", "--task", f"geobench:{task}", "--data-root", str(root), "--seeds", "0", "--steps", "2",
+             "--batch-size", "2", "--out", str(tmp_path / "out"), *options]
         )  # fmt: skip
     assert code == 0
-    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    return json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -> None:
+    """`geomeld finetune --mode lora --save-adapter DIR` end to end on the GEO-Bench-layout fixture: the merged
+    model is a complete folder with its measured score, the adapter folder says what its base is."""
+    folder = tmp_path / "lora"
+    result = _finetune_on_fixture(tmp_path, "m-bigearthnet", "--mode", "lora", "--save-adapter", str(folder))
     f1 = result["modes"]["lora"]["per_seed"][0]["micro_f1"]
     merged = AutoModelForImageClassification.from_pretrained(folder / "merged")
     assert isinstance(merged, GeoMeldForImageClassification) and merged.config.problem_type == "multi_label_classification"
@@ -263,30 +268,16 @@ def test_geomeld_finetune_save_adapter_writes_complete_folders(tmp_path: Path) -
 
 def test_geomeld_finetune_save_model_writes_a_complete_folder_per_mode(tmp_path: Path) -> None:
     """`geomeld finetune --mode all --save-model DIR`: the last seed's linear and full models, each a complete
-    folder (weights, processor, card with its measured score) that the Auto classes load and that predicts as the
-    run scored it; LoRA is left to --save-adapter."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-    from make_geobench import make_geobench
-
-    from modeling_geomeld.cli import main
-
-    root = make_geobench(tmp_path / "geobench", size=32)
+    folder (weights, processor, card with the score the run measured) that the Auto classes load; LoRA is left
+    to --save-adapter."""
     folder = tmp_path / "models"
-    with pytest.warns(UserWarning, match="far from the checkpoint's statistics"):
-        code = main(
-            ["finetune", "--task", "geobench:m-cashew-plant", "--data-root", str(root), "--mode", "all", "--seeds", "0",
-             "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "out"), "--save-model", str(folder)]
-        )  # fmt: skip
-    assert code == 0
-    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    result = _finetune_on_fixture(tmp_path, "m-cashew-plant", "--mode", "all", "--save-model", str(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["full", "linear"]
     for mode in ("full", "linear"):
         model = AutoModelForSemanticSegmentation.from_pretrained(folder / mode)
         assert isinstance(model, GeoMeldForSemanticSegmentation)
         assert isinstance(AutoImageProcessor.from_pretrained(folder / mode), GeoMeldImageProcessor)
-        meta, body, _ = _card(folder / mode)
+        meta, _, _ = _card(folder / mode)
         (score,) = meta["model-index"][0]["results"]
         assert score["metrics"][0]["value"] == result["modes"][mode]["per_seed"][0]["miou"]
         assert meta["pipeline_tag"] == "image-segmentation" and foreign_files(folder / mode) == []
