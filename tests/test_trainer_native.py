@@ -364,7 +364,7 @@ def test_wrong_label_types_say_what_was_expected(crops: dict[str, Any]) -> None:
     ):
         SegmentationCollator(processor)([{**row, "label": crops["seg"][0].astype(np.float32)}])
     with pytest.raises(
-        ValueError, match=r"expected a label of the processed grid 32x32 .*found shape \(16, 16\)"
+        ValueError, match=r"expected a label of the image\'s grid \(processed: 32x32\), found shape \(16, 16\)"
     ):
         SegmentationCollator(processor)([{**row, "label": crops["seg"][0][:16, :16]}])
     with pytest.raises(

@@ -384,16 +384,13 @@ class SegmentationCollator(GeoMeldDataCollator):
             raise ValueError(
                 f"{where}: expected integer class indices (H, W) as the label, found dtype {label.dtype}"
             )
-        patch = int(getattr(self.image_processor, "patch_size", 1))
-        if label.ndim != 2 or not all(0 <= g - n < patch for g, n in zip(grid, label.shape, strict=True)):
+        if label.shape != grid:  # `_follow` has already cropped and padded a label given on the input's grid
             raise ValueError(
-                f"{where}: expected a label of the processed grid {grid[0]}x{grid[1]} (or of the input, which the "
-                f"processor pads at the bottom/right to the patch multiple), found shape {label.shape}; labels are "
-                "not resampled: give them on the image's grid (the processor's crops and padding are applied to them)"
+                f"{where}: expected a label of the image's grid (processed: {grid[0]}x{grid[1]}), found shape "
+                f"{label.shape}; labels are not resampled: give them on the image's grid (the processor's crops "
+                "and padding are applied to them)"
             )
         out = label.astype(np.int64)
-        if out.shape != grid:  # the processor padded the image to the patch multiple: the padding is unknown
-            out = np.pad(out, ((0, grid[0] - out.shape[0]), (0, grid[1] - out.shape[1])), constant_values=self.ignore_index)
         unknown = (out < 0) | (out == self.ignore_index)
         if self.num_labels is not None and (out[~unknown] >= self.num_labels).any():
             raise ValueError(
