@@ -141,7 +141,7 @@ class _GeoMeldPipeline(Pipeline):
                 stacklevel=2,
             )
             self.image_processor = GeoMeldImageProcessor.from_model_config(self.model.config)
-        # inference keeps the input's size (the encoder is fully convolutional); `_pad_to_patch` takes odd sizes
+        # inference keeps the input's size (the encoder is fully convolutional); the processor pads odd sizes
         self._size_keeping: Any = copy.copy(self.image_processor)
         self._size_keeping.crop_size = None
 
@@ -220,34 +220,29 @@ class _GeoMeldPipeline(Pipeline):
             names[key] = _names_from_descriptions(paths[key], key, mod, descriptions, wanted_by_mod[mod.name])
         return dict(inputs), names
 
-    def _pad_to_patch(self, arrays: dict[str, Any]) -> tuple[dict[str, Any], tuple[int, int]]:
-        """Pad every array (bottom, right) with NaN, which the processor makes no-data, to the patch multiple."""
-        patch = int(self._size_keeping.patch_size)
-        out: dict[str, Any] = {}
-        size = (0, 0)
+    @staticmethod
+    def _one_sample(arrays: dict[str, Any]) -> dict[str, Any]:
+        """Each input as one (C, H, W) sample (a list of inputs is how a pipeline takes several)."""
+        out = {}
         for key, value in arrays.items():
             a = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
             if a.ndim != 3:
                 raise ValueError(
                     f"{key}: expected one sample (C, H, W) per input (a list for several), got shape {a.shape}"
                 )
-            size = (a.shape[1], a.shape[2])  # the processor checks that all layers share one grid
-            pad_h, pad_w = -a.shape[1] % patch, -a.shape[2] % patch
-            if pad_h or pad_w:
-                a = np.pad(a.astype(np.float32), ((0, 0), (0, pad_h), (0, pad_w)), constant_values=np.nan)
             out[key] = a
-        return out, size
+        return out
 
     def preprocess(  # type: ignore[override]
         self, inputs: Any, band_names: Mapping[str, Sequence[str]] | None = None, modality: str | None = None
     ) -> dict[str, Any]:
         arrays, names = self._arrays(inputs, band_names, modality)
-        arrays, size = self._pad_to_patch(arrays)
-        batch = self._size_keeping(arrays, band_names=names).to(self.dtype)
+        # the processor keeps the size, pads to the patch multiple with no-data and reports the input's size
+        batch = self._size_keeping(self._one_sample(arrays), band_names=names).to(self.dtype)
         return {
             "pixel_values": dict(batch["pixel_values"]),
             "valid_mask": dict(batch["valid_mask"]),
-            "size": torch.tensor([size]),
+            "size": batch["original_size"],
         }
 
     @staticmethod
