@@ -523,3 +523,22 @@ def test_band_errors_name_what_was_expected_and_found_and_point_to_the_fix() -> 
         proc({"dem": np.zeros((3, 32, 32), np.float32)})
     with pytest.raises(ValueError, match="pixel_size_m must be a positive number of metres, got -10"):
         proc({"dem": dem}, pixel_size_m=-10)
+
+
+def test_every_model_forward_takes_the_processors_report_fields() -> None:
+    """`model(**processor(...))` works for every head: the batch's report fields (`REPORT_FIELDS`) are accepted
+    and ignored by each forward, so a field added to the report without its forward argument fails here."""
+    import inspect
+
+    from modeling_geomeld import (
+        GeoMeldForImageClassification,
+        GeoMeldForPreTraining,
+        GeoMeldForSemanticSegmentation,
+        GeoMeldModel,
+        GeoMeldVisionModel,
+    )
+    from modeling_geomeld.image_processing_geomeld import REPORT_FIELDS
+
+    for cls in (GeoMeldVisionModel, GeoMeldModel, GeoMeldForPreTraining, GeoMeldForImageClassification, GeoMeldForSemanticSegmentation):
+        missing = set(REPORT_FIELDS) - set(inspect.signature(cls.forward).parameters)
+        assert not missing, f"{cls.__name__}.forward lacks {sorted(missing)}"
